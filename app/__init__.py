@@ -1,0 +1,1 @@
+"""Self-hosted OpenAI-compatible chat gateway: Groq upstream, local CPU fallback."""

@@ -1,0 +1,64 @@
+"""The one place that knows every adapter: wires ports to adapters from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from dependency_injector import containers, providers
+
+from app.adapters.groq import GroqProvider
+from app.adapters.json_file_key_store import JsonFileKeyStore
+from app.adapters.local_model import resolve_model_source
+from app.adapters.system_clock import SystemClock
+from app.adapters.transformers_runner import TransformersProvider
+from app.domain.chat import ChatService
+from app.domain.keys import AdminGuard, KeyRotationService
+from app.settings import Settings
+
+
+async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
+    """A pooled HTTP client for the upstream, closed with the app."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
+                                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)) as client:
+        yield client
+
+
+def config_from_settings(settings: Settings) -> dict[str, Any]:
+    """Plain values for the container's Configuration (secrets unwrapped here only)."""
+    groq_key = settings.groq_api_key.get_secret_value() if settings.groq_api_key else ""
+    admin = settings.admin_secret.get_secret_value() if settings.admin_secret else None
+    return {
+        **settings.model_dump(exclude={"groq_api_key", "admin_secret", "groq_models"}),
+        "groq_api_key": groq_key,
+        "admin_secret": admin,
+        "groq_models": settings.groq_model_list(),
+        "upstream": "groq" if groq_key else "none",
+    }
+
+
+class Container(containers.DeclarativeContainer):
+    """Dependency-injection container of the server."""
+
+    config = providers.Configuration()
+
+    clock = providers.Singleton(SystemClock)
+    key_store = providers.Singleton(JsonFileKeyStore, path=config.key_file)
+    key_service = providers.Singleton(
+        KeyRotationService, store=key_store, clock=clock,
+        rotation_days=config.key_rotation_days.as_float())
+    admin_guard = providers.Singleton(AdminGuard, secret=config.admin_secret)
+
+    http_client = providers.Resource(open_http_client, timeout=config.groq_timeout_seconds.as_float())
+    groq = providers.Singleton(
+        GroqProvider, client=http_client, api_key=config.groq_api_key,
+        models=config.groq_models, base_url=config.groq_base_url)
+    local = providers.Singleton(
+        TransformersProvider,
+        source=providers.Callable(resolve_model_source, config.local_model),
+        max_tokens=config.local_max_tokens.as_int(), threads=config.local_threads)
+    upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
+
+    chat_service = providers.Singleton(
+        ChatService, upstream=upstream, local=local, fallback_to_local=config.fallback_to_local)

@@ -1,0 +1,1 @@
+"""Entities, domain errors and services; imports no framework."""

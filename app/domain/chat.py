@@ -1,0 +1,99 @@
+"""Chat service: picks the provider for a request and falls back to the local model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+from app.domain.errors import UpstreamUnavailable
+from app.domain.models import ChatRequest, Chunk, Completion
+from app.ports import LLMProvider
+
+log = logging.getLogger(__name__)
+
+Route = Literal["auto", "local"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model a client can name, and which side serves it."""
+
+    id: str
+    provider: str
+
+
+class ChatService:
+    """Routes chat requests to the upstream provider or the local one.
+
+    `upstream` is None when no Groq key is configured: then everything is local.
+    """
+
+    def __init__(self, *, upstream: LLMProvider | None, local: LLMProvider,
+                 fallback_to_local: bool = True) -> None:
+        self._upstream = upstream
+        self._local = local
+        self._fallback = fallback_to_local
+
+    def models(self) -> list[ModelInfo]:
+        """Every model a client may name: upstream ones first, then the local one."""
+        providers = [p for p in (self._upstream, self._local) if p is not None]
+        return [ModelInfo(id=m, provider=p.name) for p in providers for m in p.model_ids()]
+
+    async def complete(self, request: ChatRequest, *, route: Route = "auto") -> Completion:
+        """Answer `request` whole, failing over to the local model when upstream is down."""
+        upstream, request = self._choose(request, route)
+        if upstream is None:
+            return await self._local.complete(self._for_local(request))
+        try:
+            return await upstream.complete(request)
+        except UpstreamUnavailable as exc:
+            if not self._may_fall_back(request):
+                raise
+            log.warning("upstream unavailable (%s); answering with the local model", exc.message)
+            return await self._local.complete(self._for_local(request))
+
+    async def stream(self, request: ChatRequest, *, route: Route = "auto") -> AsyncIterator[Chunk]:
+        """Answer `request` in pieces; fails over only before the first piece is out."""
+        upstream, request = self._choose(request, route)
+        if upstream is None:
+            async for chunk in self._local.stream(self._for_local(request)):
+                yield chunk
+            return
+        chunks = upstream.stream(request)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except UpstreamUnavailable as exc:
+            await chunks.aclose()
+            if not self._may_fall_back(request):
+                raise
+            log.warning("upstream unavailable (%s); streaming from the local model", exc.message)
+            async for chunk in self._local.stream(self._for_local(request)):
+                yield chunk
+            return
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    def _choose(self, request: ChatRequest, route: Route) -> tuple[LLMProvider | None, ChatRequest]:
+        """The upstream to try (None: local only) and the request to send it."""
+        if route == "local" or self._upstream is None or request.model in self._local.model_ids():
+            return None, request
+        if request.model not in self._upstream.model_ids():
+            # Client-chosen names we don't serve (gpt-3.5-turbo in an editor config)
+            # go to the default route instead of being rejected.
+            request = request.with_model(None)
+        return self._upstream, request
+
+    def _may_fall_back(self, request: ChatRequest) -> bool:
+        return self._fallback or request.model is None
+
+    @staticmethod
+    def _for_local(request: ChatRequest) -> ChatRequest:
+        return request.with_model(None)

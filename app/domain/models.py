@@ -1,0 +1,108 @@
+"""Domain types shared by services, ports and adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "function_call", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A client API key and the window in which it is valid (UTC)."""
+
+    value: str
+    created_at: datetime
+    expires_at: datetime
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once `now` has reached the expiry instant."""
+        return now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What a key store holds: the current key and the one it replaced."""
+
+    current: ApiKey
+    previous: ApiKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, content already flattened to text."""
+
+    role: Role
+    content: str
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: tuple[dict[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A provider-neutral generation request.
+
+    `prompt` is set for raw (legacy) completions, where no chat template applies.
+    """
+
+    messages: tuple[ChatMessage, ...] = ()
+    prompt: str | None = None
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    tools: tuple[dict[str, Any], ...] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    include_usage: bool = False
+
+    def with_model(self, model: str | None) -> ChatRequest:
+        """Copy with another target model."""
+        return replace(self, model=model)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one generation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished answer from a provider."""
+
+    text: str | None
+    model: str
+    provider: str
+    finish_reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=lambda: Usage(0, 0))
+    tool_calls: tuple[dict[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a streamed answer.
+
+    The last chunk of a stream carries `finish_reason` and, when known, `usage`.
+    """
+
+    model: str
+    provider: str
+    text: str = ""
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    tool_calls: tuple[dict[str, Any], ...] | None = None

@@ -1,0 +1,1 @@
+"""Entry points: the HTTP API (FastAPI) that drives the domain services."""

@@ -1,0 +1,1 @@
+"""FastAPI routers, OpenAI wire models and the error mapping."""

@@ -1,0 +1,110 @@
+"""Every error the API returns, in OpenAI's envelope, mapped in this one module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.domain import errors as e
+
+log = logging.getLogger(__name__)
+
+# domain error -> (HTTP status, OpenAI error type, code)
+_MAPPING: list[tuple[type[e.DomainError], int, str, str | None]] = [
+    (e.InvalidApiKey, 401, "invalid_request_error", "invalid_api_key"),
+    (e.InvalidAdminSecret, 401, "invalid_request_error", "invalid_admin_secret"),
+    (e.AdminDisabled, 403, "permission_error", "admin_disabled"),
+    (e.TooManyAttempts, 429, "rate_limit_error", "too_many_attempts"),
+    (e.RotationNotSupported, 409, "invalid_request_error", "rotation_not_supported"),
+    (e.ContextTooLong, 400, "invalid_request_error", "context_length_exceeded"),
+    (e.InvalidRequest, 400, "invalid_request_error", None),
+    (e.ModelNotFound, 404, "invalid_request_error", "model_not_found"),
+    (e.UpstreamAuthFailed, 502, "api_error", "upstream_auth_failed"),
+    (e.UpstreamRejected, 400, "invalid_request_error", None),
+    (e.UpstreamUnavailable, 503, "api_error", "upstream_unavailable"),
+    (e.Overloaded, 503, "api_error", "overloaded"),
+    (e.ProviderUnavailable, 503, "api_error", "model_unavailable"),
+]
+
+
+def error_body(message: str, *, type_: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error envelope."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def domain_error_response(exc: e.DomainError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, body and headers for a domain error."""
+    status, type_, code = 500, "api_error", None
+    for cls, cls_status, cls_type, cls_code in _MAPPING:
+        if isinstance(exc, cls):
+            status, type_, code = cls_status, cls_type, cls_code
+            break
+    if isinstance(exc, e.UpstreamRejected):
+        status, code = exc.status, exc.code or code
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None and status in (429, 503):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return status, error_body(exc.message, type_=type_, param=exc.param, code=code), headers
+
+
+def sse_error_event(exc: BaseException) -> str:
+    """An error as a server-sent event, for failures after a stream has started."""
+    if isinstance(exc, e.DomainError):
+        body = domain_error_response(exc)[1]
+    else:
+        body = error_body("Internal error while streaming.", type_="api_error")
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON.", None
+    if first.get("type") == "missing":
+        return f"Missing required parameter '{param}'.", param
+    msg = first.get("msg", "invalid value")
+    return (f"Invalid value for '{param}': {msg}." if param else f"Invalid request body: {msg}."), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the envelope."""
+
+    @app.exception_handler(e.DomainError)
+    async def on_domain_error(request: Request, exc: e.DomainError) -> JSONResponse:
+        status, body, headers = domain_error_response(exc)
+        log.info("%s %s -> %d %s", request.method, request.url.path, status, type(exc).__name__)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type:
+            message, param = "Content-Type must be application/json.", None
+        else:
+            message, param = _validation_message(exc)
+        return JSONResponse(error_body(message, param=param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+        if exc.status_code == 404:
+            message = f"Unknown endpoint {request.method} {request.url.path}."
+        type_ = "invalid_request_error" if exc.status_code < 500 else "api_error"
+        return JSONResponse(error_body(message, type_=type_), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("Internal server error.", type_="api_error"), status_code=500)
