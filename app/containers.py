@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -23,6 +23,15 @@ async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
                                  limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)) as client:
         yield client
+
+
+def run_local_provider(*, model: str, max_tokens: int, threads: int | None) -> Iterator[TransformersProvider]:
+    """The local runner (weights load later, on first use or preload); stopped with the app."""
+    provider = TransformersProvider(source=resolve_model_source(model), max_tokens=max_tokens, threads=threads)
+    try:
+        yield provider
+    finally:
+        provider.close()
 
 
 def config_from_settings(settings: Settings) -> dict[str, Any]:
@@ -54,9 +63,8 @@ class Container(containers.DeclarativeContainer):
     groq = providers.Singleton(
         GroqProvider, client=http_client, api_key=config.groq_api_key,
         models=config.groq_models, base_url=config.groq_base_url)
-    local = providers.Singleton(
-        TransformersProvider,
-        source=providers.Callable(resolve_model_source, config.local_model),
+    local = providers.Resource(
+        run_local_provider, model=config.local_model,
         max_tokens=config.local_max_tokens.as_int(), threads=config.local_threads)
     upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
 

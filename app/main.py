@@ -6,9 +6,11 @@ Run with `uvicorn app.main:create_app --factory`. Nothing is loaded at import ti
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,6 +24,12 @@ log = logging.getLogger("app")
 WIRED_MODULES = [auth, routes_seed]
 
 
+async def _provided(provider: Any) -> Any:
+    """A provider's object; after async resources start, providers may hand out futures."""
+    value = provider()
+    return await value if inspect.isawaitable(value) else value
+
+
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build a new app with its own container (tests may pass either)."""
     settings = settings or Settings()
@@ -33,21 +41,20 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await container.init_resources()
-        key = container.key_service().current()  # boot: rotate a missing or expired key
+        key = (await _provided(container.key_service)).current()  # boot: rotate a missing or expired key
         log.info("client key valid until %s (read it from %s or GET /current-key)",
                  key.expires_at.isoformat(), settings.key_file)
         if not settings.groq_api_key:
             log.info("GROQ_API_KEY is not set: every request is served by the local model")
         preload = None
         if settings.local_preload:
-            preload = asyncio.create_task(container.local().load())
+            preload = asyncio.create_task((await _provided(container.local)).load())
         try:
             yield
         finally:
             if preload is not None and not preload.done():
                 preload.cancel()
             await container.shutdown_resources()
-            container.local().close()
 
     app = FastAPI(title="AI API server", version="0.1.0",
                   description="OpenAI-compatible chat gateway: Groq upstream, local CPU model fallback.",

@@ -1,0 +1,75 @@
+"""Hand-written fakes of the ports, for unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from app.domain.errors import DomainError
+from app.domain.models import ApiKey, ChatRequest, Chunk, Completion, KeyState, Usage
+
+
+class FakeClock:
+    """A settable clock."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+class FakeKeyStore:
+    """A key store kept in memory, with the port's compare-and-swap rule."""
+
+    def __init__(self, state: KeyState | None = None) -> None:
+        self.state = state
+
+    def load(self) -> KeyState | None:
+        return self.state
+
+    def replace(self, *, expected: KeyState | None, new: ApiKey) -> KeyState:
+        if self.state is not None and self.state != expected:
+            return self.state
+        self.state = KeyState(current=new, previous=self.state.current if self.state else None)
+        return self.state
+
+
+@dataclass
+class FakeLLMProvider:
+    """Plays a scripted answer (or raises a scripted error) and records requests."""
+
+    name: str
+    models: Sequence[str]
+    answer: str = "scripted answer"
+    error: DomainError | None = None
+    error_after_chunks: int | None = None
+    requests: list[ChatRequest] = field(default_factory=list)
+
+    def model_ids(self) -> Sequence[str]:
+        return self.models
+
+    def _model(self, request: ChatRequest) -> str:
+        return request.model or self.models[0]
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.requests.append(request)
+        if self.error is not None:
+            raise self.error
+        return Completion(text=self.answer, model=self._model(request), provider=self.name,
+                          usage=Usage(3, len(self.answer.split())))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        self.requests.append(request)
+        if self.error is not None and not self.error_after_chunks:
+            raise self.error
+        for i, word in enumerate(self.answer.split(" ")):
+            if self.error is not None and i == self.error_after_chunks:
+                raise self.error
+            yield Chunk(model=self._model(request), provider=self.name, text=(" " if i else "") + word)
+        yield Chunk(model=self._model(request), provider=self.name, finish_reason="stop",
+                    usage=Usage(3, len(self.answer.split())))
