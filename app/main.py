@@ -24,6 +24,17 @@ log = logging.getLogger("app")
 WIRED_MODULES = [auth, routes_seed]
 
 
+def _configure_logging(level: str) -> None:
+    """Send the app's own log lines to stderr beside uvicorn's (once per process)."""
+    logger = logging.getLogger("app")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 async def _provided(provider: Any) -> Any:
     """A provider's object; after async resources start, providers may hand out futures."""
     value = provider()
@@ -36,7 +47,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     container = container or Container()
     container.config.from_dict(config_from_settings(settings))
     container.wire(modules=WIRED_MODULES)
-    logging.getLogger("app").setLevel(settings.log_level.upper())
+    _configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -82,6 +82,7 @@ def test_no_secret_reaches_the_log(server: AppServer) -> None:
     httpx.post(f"{server.base_url}/chat", json={"prompt": "hello"}, headers={"x-api-key": key}, timeout=30)
 
     log = server.log()
+    assert "client key valid until" in log  # the app's own log lines are captured
     assert FAKE_GROQ_KEY not in log
     assert ADMIN not in log
     assert key not in log
