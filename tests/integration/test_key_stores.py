@@ -20,6 +20,7 @@ from app.domain.errors import InvalidApiKey, RotationNotSupported
 from app.domain.keys import KeyRotationService, looks_like_key, random_key_value
 from app.domain.models import ApiKey, KeyState
 from app.main import create_app
+from app.ports import Clock, KeyStore
 from app.settings import Settings
 from tests.unit.fakes_keys import FakeClock
 
@@ -96,12 +97,14 @@ def test_threads_with_their_own_store_instances_agree_on_one_key(tmp_path: Path)
 
 # --- HmacDerivedKeyStore ------------------------------------------------------------------------
 
-def derived(clock: FakeClock, secret: str = SECRET, days: float = 7) -> HmacDerivedKeyStore:
+def derived(clock: Clock, secret: str = SECRET, days: float = 7) -> HmacDerivedKeyStore:
     return HmacDerivedKeyStore(secret=secret, clock=clock, rotation_days=days)
 
 
 def test_derived_key_has_the_key_format_and_is_stable_across_instances():
-    clock = FakeClock()
+    clock: Clock = FakeClock()
+    ports_satisfied: tuple[KeyStore, KeyStore] = (derived(clock), JsonFileKeyStore(path="unused.json"))
+    assert len(ports_satisfied) == 2  # the annotation is the check: mypy proves both are KeyStores
     key = derived(clock).load().current
     assert looks_like_key(key.value) and len(key.value) == 3 + 32 + 6
     assert derived(clock).load().current == key  # a restart computes the same key

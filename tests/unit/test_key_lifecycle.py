@@ -9,12 +9,13 @@ import pytest
 from app.domain.errors import AdminDisabled, InvalidAdminSecret, InvalidApiKey
 from app.domain.keys import BASE62, AdminGuard, KeyRotationService, looks_like_key, random_key_value
 from app.domain.models import ApiKey, KeyState
+from app.ports import Clock, KeyStore
 from tests.unit.fakes_keys import START, FakeClock, FakeKeyStore
 
 WEEK = timedelta(days=7)
 
 
-def make_service(store: FakeKeyStore, clock: FakeClock, *, grace: float = 0) -> KeyRotationService:
+def make_service(store: KeyStore, clock: Clock, *, grace: float = 0) -> KeyRotationService:
     return KeyRotationService(store=store, clock=clock, rotation_days=7, grace_seconds=grace)
 
 
