@@ -17,7 +17,7 @@ import pytest
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.domain.keys import looks_like_key
 from tests.integration.keys_helpers import (
-    WORKTREE, child_env, free_port, kill, read_line, run_python, spawn_python, wait_for,
+    WORKTREE, child_env, fake_upstream, free_port, kill, read_line, run_python, spawn_python, wait_for,
 )
 
 SECRET = "p" * 16 + "derived-secret-for-process-tests"
@@ -270,28 +270,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def test_uvicorn_with_four_workers_on_one_key_file(tmp_path: Path):
     key_file, log = tmp_path / "current_key.json", tmp_path / "uvicorn.log"
     port = free_port()
-    server = start_uvicorn(port, log, KEY_FILE=str(key_file), ADMIN_SECRET=ADMIN, _args="--workers 4")
-    try:
-        wait_for(lambda: log.read_text(errors="replace").count("Application startup complete") >= 4
-                 or server.poll() is not None, timeout=150, interval=0.2, what="4 workers to start")
-        assert server.poll() is None, log.read_text(errors="replace")
-        stored = json.loads(key_file.read_text())
-        assert "previous" not in stored  # four workers booted on no file: one key minted
-        key = stored["api_key"]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            deadline = time.monotonic() + 60
-            for _ in range(24):
-                assert time.monotonic() < deadline
-                admin = http.get("/current-key", headers={"admin-secret": ADMIN})
-                assert admin.status_code == 200 and admin.json()["api_key"] == key
-                # authenticated requests reach body validation (400); a refused key would be 401
-                assert http.post("/chat", json={}, headers={"Authorization": f"Bearer {key}"}
-                                 ).status_code == 400
-            assert http.post("/chat", json={}, headers={"Authorization": "Bearer sk-wrong"}
-                             ).status_code == 401
-        assert key not in log.read_text(errors="replace")  # the key is never logged
-    finally:
-        stop(server)
+    with fake_upstream() as upstream_url:
+        server = start_uvicorn(port, log, KEY_FILE=str(key_file), ADMIN_SECRET=ADMIN, GROQ_API_KEY="gsk-fake",
+                               GROQ_BASE_URL=upstream_url, FALLBACK_TO_LOCAL="false", _args="--workers 4")
+        try:
+            wait_for(lambda: log.read_text(errors="replace").count("Application startup complete") >= 4
+                     or server.poll() is not None, timeout=150, interval=0.2, what="4 workers to start")
+            assert server.poll() is None, log.read_text(errors="replace")
+            stored = json.loads(key_file.read_text())
+            assert "previous" not in stored  # four workers booted on no file: one key minted
+            key = stored["api_key"]
+            ping = {"prompt": "ping"}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                deadline = time.monotonic() + 60
+                for _ in range(24):
+                    assert time.monotonic() < deadline
+                    chat = http.post("/chat", json=ping, headers={"Authorization": f"Bearer {key}"})
+                    assert chat.status_code == 200
+                    assert chat.json()["choices"][0]["message"]["content"] == "pong"
+                    admin = http.get("/current-key", headers={"admin-secret": ADMIN})
+                    assert admin.status_code == 200 and admin.json()["api_key"] == key
+                wrong = http.post("/chat", json=ping, headers={"Authorization": "Bearer sk-wrong"})
+                assert wrong.status_code == 401
+            assert key not in log.read_text(errors="replace")  # the key is never logged
+        finally:
+            stop(server)
 
 
 def test_derived_mode_without_key_secret_fails_to_start(tmp_path: Path):

@@ -58,7 +58,8 @@ def test_file_store_writes_mode_0600_and_reads_back_what_it_wrote(tmp_path: Path
 def test_a_corrupt_key_file_gets_a_new_key_without_crashing(tmp_path: Path, content: str):
     path = tmp_path / "current_key.json"
     path.write_text(content)
-    key = KeyRotationService(store=JsonFileKeyStore(path=path), clock=SystemClock(), rotation_days=7).current()
+    service = KeyRotationService(store=JsonFileKeyStore(path=path), clock=SystemClock(), rotation_days=7)
+    key = service.current()
     assert looks_like_key(key.value)
     assert JsonFileKeyStore(path=path).load() == KeyState(current=key)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
