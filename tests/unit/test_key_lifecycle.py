@@ -208,3 +208,12 @@ def test_a_wrong_admin_secret_is_refused(presented):
 
 def test_the_right_admin_secret_passes():
     AdminGuard(secret="s3cret").check("s3cret")
+
+
+def test_grace_counts_from_the_old_expiry_when_the_rotation_happens_late():
+    store, clock = FakeKeyStore(), FakeClock()
+    service = make_service(store, clock, grace=60)
+    first = service.current()
+    clock.set(first.expires_at + timedelta(days=30))  # first request after a long idle spell
+    assert service.current().value != first.value
+    assert not accepts(service, first.value)
