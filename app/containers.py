@@ -9,10 +9,12 @@ import httpx
 from dependency_injector import containers, providers
 
 from app.adapters.groq import GroqProvider
+from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local_model import resolve_model_source
 from app.adapters.system_clock import SystemClock
 from app.adapters.transformers_runner import TransformersProvider
+from app.domain.attempts import FailedAttemptLimiter
 from app.domain.chat import ChatService
 from app.domain.keys import AdminGuard, KeyRotationService
 from app.settings import Settings
@@ -38,10 +40,12 @@ def config_from_settings(settings: Settings) -> dict[str, Any]:
     """Plain values for the container's Configuration (secrets unwrapped here only)."""
     groq_key = settings.groq_api_key.get_secret_value() if settings.groq_api_key else ""
     admin = settings.admin_secret.get_secret_value() if settings.admin_secret else None
+    key_secret = settings.key_secret.get_secret_value() if settings.key_secret else ""
     return {
-        **settings.model_dump(exclude={"groq_api_key", "admin_secret", "groq_models"}),
+        **settings.model_dump(exclude={"groq_api_key", "admin_secret", "groq_models", "key_secret"}),
         "groq_api_key": groq_key,
         "admin_secret": admin,
+        "key_secret": key_secret,
         "groq_models": settings.groq_model_list(),
         "upstream": "groq" if groq_key else "none",
     }
@@ -53,11 +57,19 @@ class Container(containers.DeclarativeContainer):
     config = providers.Configuration()
 
     clock = providers.Singleton(SystemClock)
-    key_store = providers.Singleton(JsonFileKeyStore, path=config.key_file)
+    key_store = providers.Selector(
+        config.key_store,
+        file=providers.Singleton(JsonFileKeyStore, path=config.key_file),
+        derived=providers.Singleton(HmacDerivedKeyStore, secret=config.key_secret, clock=clock,
+                                    rotation_days=config.key_rotation_days.as_float()))
     key_service = providers.Singleton(
         KeyRotationService, store=key_store, clock=clock,
-        rotation_days=config.key_rotation_days.as_float())
+        rotation_days=config.key_rotation_days.as_float(),
+        grace_seconds=config.key_grace_seconds.as_float())
     admin_guard = providers.Singleton(AdminGuard, secret=config.admin_secret)
+    attempt_limiter = providers.Singleton(
+        FailedAttemptLimiter, clock=clock, max_failures=config.auth_max_failures.as_int(),
+        window_seconds=config.auth_failure_window_seconds.as_float())
 
     http_client = providers.Resource(open_http_client, timeout=config.groq_timeout_seconds.as_float())
     groq = providers.Singleton(

@@ -15,13 +15,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.containers import Container, config_from_settings
-from app.entrypoints.http import auth, routes_seed
+from app.entrypoints.http import auth, routes_admin, routes_seed
 from app.entrypoints.http.errors import install_error_handlers
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed]
+WIRED_MODULES = [auth, routes_seed, routes_admin]
 
 
 def _configure_logging(level: str) -> None:
@@ -53,8 +53,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await container.init_resources()
         key = (await _provided(container.key_service)).current()  # boot: rotate a missing or expired key
+        source = settings.key_file if settings.key_store == "file" else "KEY_SECRET (derived)"
         log.info("client key valid until %s (read it from %s or GET /current-key)",
-                 key.expires_at.isoformat(), settings.key_file)
+                 key.expires_at.isoformat(), source)
         if not settings.groq_api_key:
             log.info("GROQ_API_KEY is not set: every request is served by the local model")
         preload = None
@@ -73,4 +74,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     install_error_handlers(app)
     app.include_router(routes_seed.router)
+    app.include_router(routes_admin.router)
     return app

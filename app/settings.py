@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+MIN_KEY_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
     """Every option of the server; README's table lists the same variables."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a validation error must not print the secrets it was given.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      hide_input_in_errors=True)
 
     groq_api_key: SecretStr | None = Field(
         default=None, description="Groq API key. Unset: every request is served by the local model.")
@@ -32,6 +39,30 @@ class Settings(BaseSettings):
         default="current_key.json", description="Where the current client key is kept (mode 0600).")
     key_rotation_days: float = Field(
         default=7, gt=0, description="Lifetime of a client key in days.")
+    key_store: Literal["file", "derived"] = Field(
+        default="file", description="Where the client key comes from: `file` keeps a random key in "
+                                    "KEY_FILE (rotatable on demand, lost with the disk); `derived` "
+                                    "computes each period's key from KEY_SECRET (no storage, same key "
+                                    "on every restart and replica).")
+    key_secret: SecretStr | None = Field(
+        default=None, description="Server secret the `derived` key store derives keys from (at least "
+                                  f"{MIN_KEY_SECRET_LENGTH} characters). Required when KEY_STORE=derived; "
+                                  "changing it replaces the key at once.")
+    key_grace_seconds: float = Field(
+        default=0, ge=0, description="After a rotation, how long the previous key keeps working (seconds).")
+    auth_max_failures: int = Field(
+        default=10, gt=0, description="Wrong API keys or admin secrets one client address may send "
+                                      "within AUTH_FAILURE_WINDOW_SECONDS before it is answered 429.")
+    auth_failure_window_seconds: float = Field(
+        default=60, gt=0, description="Window in which failures are counted, and length of the "
+                                      "lockout that follows (seconds).")
+    trust_proxy_headers: bool = Field(
+        default=False, description="Take the client address from X-Forwarded-For (set it behind a "
+                                   "reverse proxy such as Render's); off: the TCP peer address.")
+    trusted_proxy_hops: int = Field(
+        default=1, ge=1, description="With TRUST_PROXY_HEADERS, how many proxies append to "
+                                     "X-Forwarded-For; the client is that many entries from the right "
+                                     "(entries further left can be forged by the client).")
     local_model: str = Field(
         default="", description="Local model: empty for the embedded SmolLM2-135M-Instruct, a "
                                 "Hugging Face id (TinyLlama/TinyLlama-1.1B-Chat-v1.0), a directory "
@@ -45,6 +76,15 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `make serve` binds.")
     port: int = Field(default=8000, description="Port the server listens on.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+
+    @model_validator(mode="after")
+    def _derived_keys_need_a_secret(self) -> Settings:
+        secret = self.key_secret.get_secret_value() if self.key_secret else ""
+        if self.key_store == "derived" and len(secret) < MIN_KEY_SECRET_LENGTH:
+            raise ValueError(f"KEY_STORE=derived needs KEY_SECRET set to a random string of at least "
+                             f"{MIN_KEY_SECRET_LENGTH} characters (the client key is only as secret as it); "
+                             "refusing to start with a guessable key")
+        return self
 
     def groq_model_list(self) -> list[str]:
         """GROQ_MODEL then GROQ_MODELS, without duplicates, in order."""

@@ -69,7 +69,7 @@ class JsonFileKeyStore:
             return state
 
     def _write(self, state: KeyState) -> None:
-        data = _key_to_json(state.current)
+        data: dict[str, Any] = _key_to_json(state.current)
         if state.previous is not None:
             data["previous"] = _key_to_json(state.previous)
         fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._path.name}.", suffix=".tmp")

@@ -19,5 +19,6 @@ class KeyStore(Protocol):
 
         Compare-and-swap: when another process rotated first, its state is
         returned and `new` is discarded, so concurrent rotations end with one key.
+        A store that cannot rotate on demand raises RotationNotSupported instead.
         """
         ...

@@ -4,39 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from app.domain.errors import DomainError
-from app.domain.models import ApiKey, ChatRequest, Chunk, Completion, KeyState, Usage
+from app.domain.models import ChatRequest, Chunk, Completion, Usage
+from tests.unit.fakes_keys import FakeClock, FakeKeyStore
 
-
-class FakeClock:
-    """A settable clock."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
-
-
-class FakeKeyStore:
-    """A key store kept in memory, with the port's compare-and-swap rule."""
-
-    def __init__(self, state: KeyState | None = None) -> None:
-        self.state = state
-
-    def load(self) -> KeyState | None:
-        return self.state
-
-    def replace(self, *, expected: KeyState | None, new: ApiKey) -> KeyState:
-        if self.state is not None and self.state != expected:
-            return self.state
-        self.state = KeyState(current=new, previous=self.state.current if self.state else None)
-        return self.state
+__all__ = ["FakeClock", "FakeKeyStore", "FakeLLMProvider"]
 
 
 @dataclass

@@ -52,10 +52,10 @@ def current_key(client: TestClient) -> str:
 def test_current_key_returns_the_stored_key_and_its_expiry(client: TestClient, fakes: Fakes) -> None:
     body = client.get("/current-key", headers={"admin-secret": ADMIN}).json()
 
-    assert fakes.store.state is not None
-    assert body["api_key"] == fakes.store.state.current.value
+    assert fakes.store.load() is not None
+    assert body["api_key"] == fakes.store.load().current.value
     assert body["api_key"].startswith("sk-")
-    assert body["expiry"] == fakes.store.state.current.expires_at.isoformat()
+    assert body["expiry"] == fakes.store.load().current.expires_at.isoformat()
 
 
 def test_current_key_with_a_wrong_secret_is_401(client: TestClient) -> None:

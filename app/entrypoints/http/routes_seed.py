@@ -1,4 +1,4 @@
-"""The seed's endpoints: `/chat`, `/local-chat`, `/current-key`, `/healthz`."""
+"""The seed's endpoints: `/chat`, `/local-chat`, `/healthz` (`/current-key` is in routes_admin)."""
 # No `from __future__ import annotations` here: dependency-injector reads the
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
 
@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 
 from app.domain.chat import ChatService, Route
-from app.domain.keys import KeyRotationService
-from app.entrypoints.http.auth import require_admin, require_client_key
+from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.protocol import PromptChatRequest, chat_chunks_to_sse, completion_to_wire
 from app.entrypoints.http.streaming import stream_response
 
@@ -52,16 +51,6 @@ async def local_chat(
 ) -> dict[str, Any] | StreamingResponse:
     """Answer one prompt with the local model."""
     return await _answer(body, service, response, "local")
-
-
-@router.get("/current-key", dependencies=[Depends(require_admin)], summary="Read the current client key")
-@inject
-async def current_key(
-    keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
-) -> dict[str, str]:
-    """The valid client key and its expiry (ISO 8601, UTC)."""
-    key = keys.current()
-    return {"api_key": key.value, "expiry": key.expires_at.isoformat()}
 
 
 @router.get("/healthz", summary="Liveness")
