@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ from app.adapters.local_model import resolve_model_source
 from app.adapters.system_clock import SystemClock
 from app.adapters.transformers_runner import TransformersProvider
 from app.domain.chat import ChatService
+from app.domain.circuit_breaker import CircuitBreaker
+from app.domain.failover import ResilientUpstream, RetryPolicy
 from app.domain.keys import AdminGuard, KeyRotationService
 from app.settings import Settings
 
@@ -66,7 +69,17 @@ class Container(containers.DeclarativeContainer):
     local = providers.Resource(
         run_local_provider, model=config.local_model,
         max_tokens=config.local_max_tokens.as_int(), threads=config.local_threads)
-    upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
+    sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait
+    circuit_breaker = providers.Singleton(
+        CircuitBreaker, clock=clock, failure_threshold=config.circuit_failure_threshold.as_int(),
+        cooldown_seconds=config.circuit_cooldown_seconds.as_float())
+    retry_policy = providers.Singleton(
+        RetryPolicy, max_retries=config.groq_max_retries.as_int(),
+        base_seconds=config.groq_retry_base_seconds.as_float(),
+        max_retry_after_seconds=config.groq_max_retry_after_seconds.as_float())
+    resilient_groq = providers.Singleton(
+        ResilientUpstream, upstream=groq, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
+    upstream = providers.Selector(config.upstream, groq=resilient_groq, none=providers.Object(None))
 
     chat_service = providers.Singleton(
         ChatService, upstream=upstream, local=local, fallback_to_local=config.fallback_to_local)
