@@ -15,13 +15,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.containers import Container, config_from_settings
-from app.entrypoints.http import auth, routes_seed
+from app.entrypoints.http import auth, routes_openai, routes_seed
 from app.entrypoints.http.errors import install_error_handlers
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed]
+WIRED_MODULES = [auth, routes_seed, routes_openai]
 
 
 async def _provided(provider: Any) -> Any:
@@ -62,4 +62,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     install_error_handlers(app)
     app.include_router(routes_seed.router)
+    app.include_router(routes_openai.router)
     return app
