@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -100,6 +101,7 @@ class ScriptedLLMProvider:
     calls: int = 0
     streams_closed: int = 0
     chunks_sent: int = 0
+    chunk_delay: float = 0.0  # > 0: a slow stream, which yields to the event loop between chunks
 
     def model_ids(self) -> Sequence[str]:
         return self.models
@@ -124,6 +126,8 @@ class ScriptedLLMProvider:
             for i, word in enumerate(self.answer.split(" ")):
                 if i == fail_after:
                     raise error
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
                 self.chunks_sent += 1
                 yield Chunk(model=model, provider=self.name, text=(" " if i else "") + word)
             yield Chunk(model=model, provider=self.name, finish_reason="stop", usage=Usage(3, 2))
