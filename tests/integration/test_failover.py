@@ -149,7 +149,8 @@ def test_503_with_an_html_body_fails_over_after_the_retries(rig: Rig, fake_groq:
     assert len(fake_groq.requests) == 3
 
 
-def test_503_with_fallback_off_and_a_named_groq_model_is_a_clean_503(fake_groq: FakeGroq, tmp_path: Path) -> None:
+def test_503_with_fallback_off_and_a_named_groq_model_is_a_clean_503(
+        fake_groq: FakeGroq, tmp_path: Path) -> None:
     fake_groq.script(*[Fail(503, HTML_503)] * 3)
     with Rig(fake_groq.base_url, tmp_path, fallback_to_local=False) as rig:
         response = rig.chat(model=FIRST)
@@ -278,7 +279,8 @@ def test_the_circuit_opens_after_the_threshold_and_closes_after_a_good_probe(
         probe = rig.chat()
         after = rig.chat()
 
-    assert [r.headers["x-provider"] for r in (first, second, while_open, streamed_while_open)] == ["local"] * 4
+    answered_by = [r.headers["x-provider"] for r in (first, second, while_open, streamed_while_open)]
+    assert answered_by == ["local"] * 4
     assert calls_after_open == calls_when_open == 2  # open: Groq is not called at all
     assert probe.headers["x-provider"] == "groq"
     assert after.headers["x-provider"] == "groq"
@@ -326,7 +328,8 @@ def test_real_app_serves_locally_when_groq_is_unreachable(tmp_path: Path) -> Non
             "api_key"]
         headers = {"authorization": f"Bearer {key}"}
         body = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "Say hi."}]}
-        response = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, headers=headers, timeout=240)
+        response = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, headers=headers,
+                              timeout=240)
         with httpx.stream("POST", f"{server.base_url}/chat/completions", json={**body, "stream": True},
                           headers=headers, timeout=120) as streamed:
             events = sse_events(streamed.iter_lines())

@@ -80,7 +80,8 @@ def test_sdk_chat_stream_with_usage(client: openai.OpenAI, fake_groq: FakeGroq) 
 def test_sdk_legacy_completion_and_stream(client: openai.OpenAI, fake_groq: FakeGroq) -> None:
     fake_groq.script(Answer("return a + b"), Answer("return a + b"))
 
-    completion = client.completions.create(model="deepseek-coder", prompt="def add(a, b):\n    ", max_tokens=10)
+    completion = client.completions.create(model="deepseek-coder", prompt="def add(a, b):\n    ",
+                                           max_tokens=10)
     chunks = list(client.completions.create(model="deepseek-coder", prompt="def add(a, b):\n    ",
                                             max_tokens=10, stream=True))
 
@@ -100,7 +101,8 @@ def test_sdk_models_list_and_retrieve(client: openai.OpenAI) -> None:
 
 
 def test_sdk_wrong_key_is_an_authentication_error(server: AppServer) -> None:
-    wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-" + "x" * 38, max_retries=0, timeout=10)
+    wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-" + "x" * 38, max_retries=0,
+                          timeout=10)
 
     with pytest.raises(openai.AuthenticationError) as caught:
         wrong.chat.completions.create(model="gpt-3.5-turbo", messages=HELLO)
@@ -132,7 +134,8 @@ def test_sdk_local_model_chat_and_stream(client: openai.OpenAI, fake_groq: FakeG
     assert fake_groq.requests == []
 
 
-async def test_async_sdk_chat_stream_and_local_completion(server: AppServer, key: str, fake_groq: FakeGroq) -> None:
+async def test_async_sdk_chat_stream_and_local_completion(
+        server: AppServer, key: str, fake_groq: FakeGroq) -> None:
     fake_groq.script(Answer("async hello"))
     async with openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0,
                                   timeout=120) as client:
@@ -157,7 +160,8 @@ def continue_body(**extra: Any) -> dict[str, Any]:
         "stop": ["<|im_end|>", "<|endoftext|>", "\n\n\n", "```\n\n", "<|eot_id|>", "</s>"],
         "messages": [
             {"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]},
-            {"role": "user", "content": [{"type": "text", "text": "Explain"}, {"type": "text", "text": "this"}]},
+            {"role": "user", "content": [{"type": "text", "text": "Explain"},
+                                         {"type": "text", "text": "this"}]},
             {"role": "assistant", "content": " "},
             {"role": "user", "content": "and now?"},
         ],
@@ -172,17 +176,17 @@ def sse(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("api_base", ["", "/v1"])
-def test_continue_chat_on_both_api_bases(server: AppServer, key: str, fake_groq: FakeGroq, api_base: str) -> None:
+def test_continue_chat_on_both_api_bases(
+        server: AppServer, key: str, fake_groq: FakeGroq, api_base: str) -> None:
     fake_groq.script(Answer("Continue is served."))
-    tools = [{"type": "function", "function": {"name": "read_file", "description": "Read a file", "strict": True,
-                                               "parameters": {"type": "object", "properties": {
-                                                   "path": {"type": "string"}}, "required": ["path"]}}}]
+    parameters = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    tools = [{"type": "function", "function": {"name": "read_file", "description": "Read a file",
+                                               "strict": True, "parameters": parameters}}]
+    body = continue_body(tools=tools, tool_choice="auto", parallel_tool_calls=False,
+                         prediction={"type": "content", "content": "x"})
 
-    with httpx.stream("POST", f"{server.base_url}{api_base}/chat/completions", headers={
-            "authorization": f"Bearer {key}"}, json=continue_body(tools=tools, tool_choice="auto",
-                                                                  parallel_tool_calls=False,
-                                                                  prediction={"type": "content", "content": "x"}),
-            timeout=30) as response:
+    with httpx.stream("POST", f"{server.base_url}{api_base}/chat/completions",
+                      headers={"authorization": f"Bearer {key}"}, json=body, timeout=30) as response:
         events = sse(response)
 
     assert response.status_code == 200
@@ -198,14 +202,16 @@ def test_continue_chat_on_both_api_bases(server: AppServer, key: str, fake_groq:
 
 
 @pytest.mark.parametrize("api_base", ["", "/v1"])
-def test_continue_models_and_autocomplete(server: AppServer, key: str, fake_groq: FakeGroq, api_base: str) -> None:
+def test_continue_models_and_autocomplete(
+        server: AppServer, key: str, fake_groq: FakeGroq, api_base: str) -> None:
     fake_groq.script(Answer("b"))
     headers = {"authorization": f"Bearer {key}", "x-api-key": key}
 
     models = httpx.get(f"{server.base_url}{api_base}/models", headers=headers, timeout=10)
     with httpx.stream("POST", f"{server.base_url}{api_base}/completions", headers=headers, timeout=30, json={
             "model": "qwen2.5-coder:1.5b", "prompt": "a = 1\nb = a +", "stream": True, "max_tokens": 32,
-            "temperature": 0.01, "stop": ["\n", "<|endoftext|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+            "temperature": 0.01,
+            "stop": ["\n", "<|endoftext|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
             "stream_options": {"include_usage": True}}) as response:
         events = sse(response)
 
@@ -234,8 +240,10 @@ def test_client_disconnect_closes_the_groq_request(server: AppServer, key: str, 
     fake_groq.script(slow)
     arrived_while_groq_streamed = False
 
-    with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                      json={"model": "gpt-3.5-turbo", "messages": HELLO, "stream": True}, timeout=30) as response:
+    with httpx.stream("POST", f"{server.base_url}/v1/chat/completions",
+                      headers={"authorization": f"Bearer {key}"},
+                      json={"model": "gpt-3.5-turbo", "messages": HELLO, "stream": True},
+                      timeout=30) as response:
         for line in response.iter_lines():
             if '"content":"w0 "' in line:
                 arrived_while_groq_streamed = not slow.completed  # passed through, not buffered

@@ -29,9 +29,12 @@ class World:
         self.sleep = FakeSleep()
         self.groq = ScriptedLLMProvider(name="groq", models=[GROQ_MODEL], script=list(script),
                                         answer="from groq")
-        self.local = FakeLLMProvider(name="local", models=["local/SmolLM2-135M-Instruct"], answer="from local")
-        self.breaker = CircuitBreaker(clock=self.clock, failure_threshold=threshold, cooldown_seconds=cooldown)
-        policy = RetryPolicy(max_retries=max_retries, base_seconds=0.5, max_retry_after_seconds=max_retry_after)
+        self.local = FakeLLMProvider(name="local", models=["local/SmolLM2-135M-Instruct"],
+                                     answer="from local")
+        self.breaker = CircuitBreaker(clock=self.clock, failure_threshold=threshold,
+                                      cooldown_seconds=cooldown)
+        policy = RetryPolicy(max_retries=max_retries, base_seconds=0.5,
+                             max_retry_after_seconds=max_retry_after)
         self.upstream = ResilientUpstream(upstream=self.groq, breaker=self.breaker, policy=policy,
                                           sleep=self.sleep, jitter=lambda: 1.0)
         self.service = ChatService(upstream=self.upstream, local=self.local, fallback_to_local=fallback)

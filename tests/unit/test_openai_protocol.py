@@ -40,8 +40,8 @@ def fakes() -> Fakes:
 def make_client(fakes: Fakes, tmp_path: Path, groq: Any = None, **settings: object) -> TestClient:
     container = Container()
     container.override_providers(clock=providers.Object(fakes.clock), key_store=providers.Object(fakes.store),
-                                 groq=providers.Object(groq or fakes.groq), local=providers.Object(fakes.local),
-                                 sleep=providers.Object(fakes.sleep))
+                                 groq=providers.Object(groq or fakes.groq),
+                                 local=providers.Object(fakes.local), sleep=providers.Object(fakes.sleep))
     base = {"key_file": str(tmp_path / "k.json"), "admin_secret": ADMIN, "groq_api_key": "gsk_unit"}
     return TestClient(create_app(Settings(**{**base, **settings}), container))  # type: ignore[arg-type]
 
@@ -49,8 +49,8 @@ def make_client(fakes: Fakes, tmp_path: Path, groq: Any = None, **settings: obje
 @pytest.fixture
 def client(fakes: Fakes, tmp_path: Path) -> Iterator[TestClient]:
     with make_client(fakes, tmp_path) as c:
-        c.headers["authorization"] = "Bearer " + c.get("/current-key", headers={"admin-secret": ADMIN}).json()[
-            "api_key"]
+        key = c.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
+        c.headers["authorization"] = f"Bearer {key}"
         yield c
 
 
@@ -79,7 +79,8 @@ def test_chat_completion_shape_on_both_paths(client: TestClient, path: str) -> N
     assert body["model"] == "llama-3.3-70b-versatile"  # the model that answered, not gpt-3.5-turbo
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "hi from groq"}
     assert body["choices"][0]["finish_reason"] == "stop"
-    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
 def test_unknown_model_names_go_to_the_default_route(client: TestClient, fakes: Fakes) -> None:
@@ -130,7 +131,8 @@ def test_message_roles_parts_and_tool_calls_are_mapped(client: TestClient, fakes
     response = client.post("/v1/chat/completions", json=chat_body(messages=[
         {"role": "system", "content": "be brief"},
         {"role": "developer", "content": "really"},
-        {"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]},
+        {"role": "user", "content": [{"type": "text", "text": "part one"},
+                                     {"type": "text", "text": "part two"}]},
         {"role": "assistant", "content": None, "tool_calls": [tool_call]},
         {"role": "tool", "content": "42", "tool_call_id": "call_1"},
         {"role": "user", "content": " "},
@@ -192,7 +194,8 @@ def test_an_image_part_is_400_naming_the_problem(client: TestClient, fakes: Fake
     response = client.post("/v1/chat/completions", json=chat_body(messages=[
         {"role": "system", "content": "s"},
         {"role": "user", "content": [{"type": "text", "text": "what is this?"},
-                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]))
+                                     {"type": "image_url",
+                                      "image_url": {"url": "data:image/png;base64,AAAA"}}]}]))
 
     assert response.status_code == 400
     error = response.json()["error"]
@@ -203,8 +206,8 @@ def test_an_image_part_is_400_naming_the_problem(client: TestClient, fakes: Fake
 
 def test_the_key_is_required_on_every_openai_endpoint(fakes: Fakes, tmp_path: Path) -> None:
     with make_client(fakes, tmp_path) as client:
-        for method, path in [("POST", "/v1/chat/completions"), ("POST", "/completions"), ("GET", "/v1/models"),
-                             ("GET", "/models"), ("GET", f"/v1/models/{LOCAL_MODEL}")]:
+        for method, path in [("POST", "/v1/chat/completions"), ("POST", "/completions"),
+                             ("GET", "/v1/models"), ("GET", "/models"), ("GET", f"/v1/models/{LOCAL_MODEL}")]:
             response = client.request(method, path, json=chat_body(prompt="x"),
                                       headers={"authorization": "Bearer sk-wrong"})
             assert response.status_code == 401, path
@@ -288,7 +291,8 @@ def test_errors_before_the_first_chunk_are_plain_http_errors(fakes: Fakes, tmp_p
     groq = ScriptedLLMProvider(name="groq", models=GROQ_MODELS, script=[UpstreamRejected("bad", param="x")])
     with make_client(fakes, tmp_path, groq=groq) as client:
         key = client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
-        response = client.post("/v1/chat/completions", json=chat_body(stream=True), headers={"x-api-key": key})
+        response = client.post("/v1/chat/completions", json=chat_body(stream=True),
+                               headers={"x-api-key": key})
 
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "x"
@@ -411,7 +415,8 @@ async def test_client_disconnect_closes_the_provider_stream(fakes: Fakes, tmp_pa
                  "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
                  "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80),
                  "client": ("127.0.0.1", 5000),
-                 "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode())]}
+                 "headers": [(b"content-type", b"application/json"),
+                             (b"authorization", f"Bearer {key}".encode())]}
         await asyncio.wait_for(app(scope, receive, send), timeout=10)
     finally:
         await container.shutdown_resources()
