@@ -18,6 +18,7 @@ from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.failover import ResilientUpstream, RetryPolicy
 from app.domain.keys import AdminGuard, KeyRotationService
+from app.ports import LLMProvider
 from app.settings import Settings
 
 
@@ -50,6 +51,11 @@ def config_from_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+def guard_upstream(*, upstream: LLMProvider | None, **guards: Any) -> ResilientUpstream | None:
+    """The upstream behind retries and the circuit breaker; None when there is no upstream."""
+    return None if upstream is None else ResilientUpstream(upstream=upstream, **guards)
+
+
 class Container(containers.DeclarativeContainer):
     """Dependency-injection container of the server."""
 
@@ -69,6 +75,8 @@ class Container(containers.DeclarativeContainer):
     local = providers.Resource(
         run_local_provider, model=config.local_model,
         max_tokens=config.local_max_tokens.as_int(), threads=config.local_threads)
+    upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
+
     sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait
     circuit_breaker = providers.Singleton(
         CircuitBreaker, clock=clock, failure_threshold=config.circuit_failure_threshold.as_int(),
@@ -77,9 +85,8 @@ class Container(containers.DeclarativeContainer):
         RetryPolicy, max_retries=config.groq_max_retries.as_int(),
         base_seconds=config.groq_retry_base_seconds.as_float(),
         max_retry_after_seconds=config.groq_max_retry_after_seconds.as_float())
-    resilient_groq = providers.Singleton(
-        ResilientUpstream, upstream=groq, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
-    upstream = providers.Selector(config.upstream, groq=resilient_groq, none=providers.Object(None))
+    guarded_upstream = providers.Singleton(
+        guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
 
     chat_service = providers.Singleton(
-        ChatService, upstream=upstream, local=local, fallback_to_local=config.fallback_to_local)
+        ChatService, upstream=guarded_upstream, local=local, fallback_to_local=config.fallback_to_local)
