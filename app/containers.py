@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,7 +17,10 @@ from app.adapters.system_clock import SystemClock
 from app.adapters.transformers_runner import TransformersProvider
 from app.domain.attempts import FailedAttemptLimiter
 from app.domain.chat import ChatService
+from app.domain.circuit_breaker import CircuitBreaker
+from app.domain.failover import ResilientUpstream, RetryPolicy
 from app.domain.keys import AdminGuard, KeyRotationService
+from app.ports import LLMProvider
 from app.settings import Settings
 
 
@@ -51,6 +55,11 @@ def config_from_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+def guard_upstream(*, upstream: LLMProvider | None, **guards: Any) -> ResilientUpstream | None:
+    """The upstream behind retries and the circuit breaker; None when there is no upstream."""
+    return None if upstream is None else ResilientUpstream(upstream=upstream, **guards)
+
+
 class Container(containers.DeclarativeContainer):
     """Dependency-injection container of the server."""
 
@@ -80,5 +89,16 @@ class Container(containers.DeclarativeContainer):
         max_tokens=config.local_max_tokens.as_int(), threads=config.local_threads)
     upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
 
+    sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait
+    circuit_breaker = providers.Singleton(
+        CircuitBreaker, clock=clock, failure_threshold=config.circuit_failure_threshold.as_int(),
+        cooldown_seconds=config.circuit_cooldown_seconds.as_float())
+    retry_policy = providers.Singleton(
+        RetryPolicy, max_retries=config.groq_max_retries.as_int(),
+        base_seconds=config.groq_retry_base_seconds.as_float(),
+        max_retry_after_seconds=config.groq_max_retry_after_seconds.as_float())
+    guarded_upstream = providers.Singleton(
+        guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
+
     chat_service = providers.Singleton(
-        ChatService, upstream=upstream, local=local, fallback_to_local=config.fallback_to_local)
+        ChatService, upstream=guarded_upstream, local=local, fallback_to_local=config.fallback_to_local)

@@ -15,13 +15,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.containers import Container, config_from_settings
-from app.entrypoints.http import auth, routes_admin, routes_seed
+from app.entrypoints.http import auth, routes_admin, routes_openai, routes_seed
 from app.entrypoints.http.errors import install_error_handlers
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed, routes_admin]
+WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai]
 
 
 def _configure_logging(level: str) -> None:
@@ -75,4 +75,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     install_error_handlers(app)
     app.include_router(routes_seed.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_openai.router)
     return app

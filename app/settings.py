@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     fallback_to_local: bool = Field(
         default=True, description="Serve a request with the local model when Groq is unavailable, "
                                   "even if the client named a Groq model.")
+    groq_max_retries: int = Field(
+        default=2, ge=0, description="Retries of a Groq request that failed with a connection error, "
+                                     "5xx or 429, before failing over (timeouts are not retried).")
+    groq_retry_base_seconds: float = Field(
+        default=0.5, ge=0, description="First retry delay; doubles each retry, with jitter.")
+    groq_max_retry_after_seconds: float = Field(
+        default=5.0, ge=0, description="Longest Groq `retry-after` (and retry delay) waited for; "
+                                       "a longer one fails over at once.")
+    circuit_failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failed Groq requests that open the circuit breaker "
+                                     "(then requests go straight to the local model).")
+    circuit_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long the circuit stays open before one probe request "
+                                        "tries Groq again.")
     admin_secret: SecretStr | None = Field(
         default=None, description="Secret for the `admin-secret` header of admin endpoints. "
                                   "Unset: admin endpoints answer 403.")

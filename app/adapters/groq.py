@@ -15,6 +15,7 @@ from app.domain.errors import (
     ModelRetired,
     UpstreamAuthFailed,
     UpstreamRejected,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from app.domain.models import ChatMessage, ChatRequest, Chunk, Completion, Usage
@@ -97,7 +98,7 @@ class GroqProvider:
             response = await self._client.post(self._url, json=self._payload(model, request, stream=False),
                                                headers=self._headers())
         except httpx.TimeoutException as exc:
-            raise UpstreamUnavailable("Groq did not answer in time") from exc
+            raise UpstreamTimeout("Groq did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"cannot reach Groq ({type(exc).__name__})") from exc
         if response.status_code != 200:
@@ -127,7 +128,7 @@ class GroqProvider:
                 async for chunk in self._parse_events(response, model):
                     yield chunk
         except httpx.TimeoutException as exc:
-            raise UpstreamUnavailable("Groq did not answer in time") from exc
+            raise UpstreamTimeout("Groq did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"connection to Groq failed ({type(exc).__name__})") from exc
 

@@ -60,6 +60,10 @@ class UpstreamUnavailable(UpstreamError):
         self.retry_after = retry_after
 
 
+class UpstreamTimeout(UpstreamUnavailable):
+    """The upstream did not answer within the timeout; not worth retrying."""
+
+
 class ModelRetired(UpstreamUnavailable):
     """The upstream model is decommissioned or unknown; another model may work."""
 

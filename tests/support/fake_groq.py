@@ -65,6 +65,21 @@ class StreamError:
     chunks: int = 1
 
 
+@dataclass
+class SlowStream:
+    """Stream `chunks` content chunks `interval` seconds apart; records how the stream ended.
+
+    `closed` turns True when the stream ends in any way, `completed` only when
+    every chunk and [DONE] went out (False: the client went away first).
+    """
+
+    chunks: int = 400
+    interval: float = 0.05
+    sent: int = 0
+    completed: bool = False
+    closed: bool = False
+
+
 def groq_error(message: str, *, code: str | None = None, type_: str = "invalid_request_error",
                param: str | None = None) -> dict[str, Any]:
     """Groq's error envelope."""
@@ -162,6 +177,9 @@ class FakeGroq:
                                 media_type="text/html")
             return JSONResponse(behaviour.body, status_code=behaviour.status, headers=behaviour.headers)
         headers = {"x-request-id": f"req_{uuid.uuid4().hex}", "x-ratelimit-remaining-requests": "99"}
+        if isinstance(behaviour, SlowStream) and body.get("stream"):
+            return StreamingResponse(self._slow_events(model, behaviour), media_type="text/event-stream",
+                                     headers=headers)
         if body.get("stream"):
             return StreamingResponse(self._events(model, behaviour, body), media_type="text/event-stream",
                                      headers=headers)
@@ -207,3 +225,23 @@ class FakeGroq:
         usage = {"prompt_tokens": 12, "completion_tokens": len(words), "total_tokens": 12 + len(words)}
         yield chunk({}, answer.finish_reason, x_groq={"id": "req_fake", "usage": usage}, usage=usage)
         yield "data: [DONE]\n\n"
+
+    async def _slow_events(self, model: str, slow: SlowStream):
+        base = {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for i in range(slow.chunks):
+                yield chunk({"content": f"w{i} "})
+                slow.sent += 1
+                await asyncio.sleep(slow.interval)
+            yield chunk({}, "length")
+            yield "data: [DONE]\n\n"
+            slow.completed = True
+        finally:
+            slow.closed = True

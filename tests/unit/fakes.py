@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -46,3 +47,62 @@ class FakeLLMProvider:
             yield Chunk(model=self._model(request), provider=self.name, text=(" " if i else "") + word)
         yield Chunk(model=self._model(request), provider=self.name, finish_reason="stop",
                     usage=Usage(3, len(self.answer.split())))
+
+
+class FakeSleep:
+    """An injectable sleep that records the delays and returns at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@dataclass
+class ScriptedLLMProvider:
+    """Fails or answers call by call, in script order (then answers); tracks closed streams.
+
+    A script entry is a DomainError (raised before the first chunk), a tuple
+    `(chunks, error)` (raised after that many chunks) or None (a normal answer).
+    """
+
+    name: str
+    models: Sequence[str]
+    script: list[object] = field(default_factory=list)
+    answer: str = "scripted answer"
+    calls: int = 0
+    streams_closed: int = 0
+    chunks_sent: int = 0
+    chunk_delay: float = 0.0  # > 0: a slow stream, which yields to the event loop between chunks
+
+    def model_ids(self) -> Sequence[str]:
+        return self.models
+
+    def _next(self) -> object:
+        self.calls += 1
+        return self.script.pop(0) if self.script else None
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        outcome = self._next()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return Completion(text=self.answer, model=request.model or self.models[0], provider=self.name)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        outcome = self._next()
+        model = request.model or self.models[0]
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            fail_after, error = outcome if isinstance(outcome, tuple) else (None, None)
+            for i, word in enumerate(self.answer.split(" ")):
+                if i == fail_after:
+                    raise error
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                self.chunks_sent += 1
+                yield Chunk(model=model, provider=self.name, text=(" " if i else "") + word)
+            yield Chunk(model=model, provider=self.name, finish_reason="stop", usage=Usage(3, 2))
+        finally:
+            self.streams_closed += 1

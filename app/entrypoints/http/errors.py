@@ -67,13 +67,13 @@ def sse_error_event(exc: BaseException) -> str:
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(loc) or None
+    loc = [part for part in first.get("loc", ()) if part != "body"]
+    param = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or None
     if first.get("type") == "json_invalid":
         return "The request body is not valid JSON.", None
     if first.get("type") == "missing":
         return f"Missing required parameter '{param}'.", param
-    msg = first.get("msg", "invalid value")
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return (f"Invalid value for '{param}': {msg}." if param else f"Invalid request body: {msg}."), param
 
 

@@ -1,0 +1,157 @@
+"""The upstream behind retries and a circuit breaker, so failover stays fast and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from app.domain.circuit_breaker import CircuitBreaker
+from app.domain.errors import DomainError, ModelRetired, UpstreamTimeout, UpstreamUnavailable
+from app.domain.models import ChatRequest, Chunk, Completion
+from app.ports import LLMProvider
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to retry an unavailable upstream.
+
+    Delays grow as `base_seconds * 2**attempt`, with jitter (half to all of it).
+    A `retry-after` up to `max_retry_after_seconds` is honoured; a longer one
+    means failing over at once.
+    """
+
+    max_retries: int = 2
+    base_seconds: float = 0.5
+    max_retry_after_seconds: float = 5.0
+
+    def delay(self, attempt: int, retry_after: float | None, jitter: float) -> float | None:
+        """Seconds to wait before retry number `attempt` (0-based), or None: don't retry."""
+        if attempt >= self.max_retries:
+            return None
+        if retry_after is not None and retry_after > self.max_retry_after_seconds:
+            return None
+        backoff = self.base_seconds * (2 ** attempt) * (0.5 + jitter / 2)
+        return min(max(backoff, retry_after or 0.0), self.max_retry_after_seconds)
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The circuit breaker refuses upstream calls for now."""
+
+
+class ResilientUpstream:
+    """An LLMProvider that retries its upstream and skips it while the circuit is open.
+
+    Retried: connection errors, 5xx and 429 (`UpstreamUnavailable`). Not retried:
+    timeouts (the time budget is spent), retired models (the adapter already moved
+    through its model list), client errors. Each request that still fails counts
+    once towards the breaker; the half-open probe is tried once, without retries.
+    """
+
+    def __init__(self, *, upstream: LLMProvider, breaker: CircuitBreaker, policy: RetryPolicy,
+                 sleep: Sleep = asyncio.sleep, jitter: Callable[[], float] = random.random) -> None:
+        self._upstream = upstream
+        self._breaker = breaker
+        self._policy = policy
+        self._sleep = sleep
+        self._jitter = jitter
+
+    @property
+    def name(self) -> str:
+        """The wrapped provider's name."""
+        return self._upstream.name
+
+    def model_ids(self) -> Sequence[str]:
+        """The wrapped provider's models."""
+        return self._upstream.model_ids()
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The upstream's answer, retried while that is worth it."""
+        probe = self._admit()
+        attempt = 0
+        try:
+            while True:
+                try:
+                    completion = await self._upstream.complete(request)
+                except UpstreamUnavailable as exc:
+                    if not await self._wait_before_retry(exc, attempt, probe):
+                        raise
+                    attempt += 1
+                    continue
+                self._breaker.record_success()
+                return completion
+        except BaseException as exc:
+            self._settle(exc)
+            raise
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        """The upstream's chunks; retries happen only before the first one."""
+        probe = self._admit()
+        attempt = 0
+        try:
+            while True:
+                chunks = self._upstream.stream(request)
+                try:
+                    first = await anext(chunks)
+                except StopAsyncIteration:
+                    self._breaker.record_success()
+                    return
+                except UpstreamUnavailable as exc:
+                    await chunks.aclose()
+                    if not await self._wait_before_retry(exc, attempt, probe):
+                        raise
+                    attempt += 1
+                    continue
+                except BaseException:
+                    await chunks.aclose()
+                    raise
+                break
+        except BaseException as exc:
+            self._settle(exc)
+            raise
+        self._breaker.record_success()
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        except UpstreamUnavailable:
+            self._breaker.record_failure()  # broke mid-stream
+            raise
+        finally:
+            await chunks.aclose()
+
+    def _admit(self) -> bool:
+        """True for the half-open probe; raises CircuitOpen while the circuit refuses calls."""
+        admission = self._breaker.admit()
+        if admission is None:
+            raise CircuitOpen("The upstream failed repeatedly and is skipped for now (circuit open).",
+                              retry_after=self._breaker.retry_after() or None)
+        return admission == "probe"
+
+    async def _wait_before_retry(self, exc: UpstreamUnavailable, attempt: int, probe: bool) -> bool:
+        """Sleep and return True when `exc` deserves another attempt."""
+        if probe or isinstance(exc, (ModelRetired, UpstreamTimeout)):
+            return False
+        delay = self._policy.delay(attempt, exc.retry_after, self._jitter())
+        if delay is None:
+            return False
+        log.info("upstream unavailable (%s); retry %d in %.2f s", exc.message, attempt + 1, delay)
+        await self._sleep(delay)
+        return True
+
+    def _settle(self, exc: BaseException) -> None:
+        """Tell the breaker how a call that raised `exc` ended."""
+        if isinstance(exc, ModelRetired):
+            self._breaker.record_success()  # Groq answered; the model list is a configuration matter
+        elif isinstance(exc, UpstreamUnavailable):
+            self._breaker.record_failure()
+        elif isinstance(exc, DomainError):
+            self._breaker.record_success()  # Groq answered (a 4xx, say): it is up
+        else:
+            self._breaker.release()  # cancelled, or a bug of ours: no verdict on the upstream
