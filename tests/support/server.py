@@ -11,13 +11,13 @@ from pathlib import Path
 
 import httpx
 
+from app.settings import Settings
+
 from tests.support.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Settings the developer's shell may carry; each test states its own.
-_APP_VARIABLES = ("GROQ_API_KEY", "GROQ_BASE_URL", "GROQ_MODEL", "GROQ_MODELS", "ADMIN_SECRET", "KEY_FILE",
-                  "KEY_ROTATION_DAYS", "KEY_STORE", "KEY_SECRET", "KEY_GRACE_SECONDS", "LOCAL_MODEL",
-                  "LOCAL_PRELOAD", "LOCAL_RUNNER", "FALLBACK_TO_LOCAL", "PORT", "HOST")
+_APP_VARIABLES = tuple(name.upper() for name in Settings.model_fields)
 
 
 class AppServer:

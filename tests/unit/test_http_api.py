@@ -92,6 +92,12 @@ def test_bearer_token_is_accepted_too(client: TestClient) -> None:
     assert response.json()["model"] == "local/SmolLM2-135M-Instruct"
 
 
+def test_api_key_header_is_accepted_too(client: TestClient) -> None:
+    response = client.post("/chat", json={"prompt": "hello"}, headers={"api-key": current_key(client)})
+
+    assert response.status_code == 200
+
+
 def test_chat_without_groq_key_says_the_local_model_answered(fakes: Fakes, tmp_path: Path) -> None:
     with make_client(fakes, tmp_path, groq_api_key=None) as client:
         response = client.post("/chat", json={"prompt": "hello"}, headers={"x-api-key": current_key(client)})

@@ -13,10 +13,12 @@ from app.domain.errors import InvalidAdminSecret, InvalidApiKey
 from app.domain.keys import AdminGuard, KeyRotationService
 
 
-def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key from `x-api-key` (the seed) or `Authorization: Bearer` (OpenAI clients)."""
-    if x_api_key:
-        return x_api_key.strip()
+def presented_key(authorization: str | None, x_api_key: str | None,
+                  api_key: str | None = None) -> str | None:
+    """The key from `x-api-key` (the seed), `Authorization: Bearer` (OpenAI clients) or `api-key`."""
+    for header in (x_api_key, api_key):
+        if header and header.strip():
+            return header.strip()
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
@@ -58,9 +60,10 @@ async def require_client_key(
     client: Annotated[str, Depends(client_address)],
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
+    api_key: Annotated[str | None, Header()] = None,
 ) -> None:
     """Reject the request (401) unless it carries the current client key (429 after many wrong ones)."""
-    presented = presented_key(authorization, x_api_key)
+    presented = presented_key(authorization, x_api_key, api_key)
     if presented is None:
         keys.authenticate(None)  # a missing key is no guess: 401 with a hint, not counted
     limiter.check(client)
