@@ -35,9 +35,8 @@ def _configure_logging(level: str) -> None:
         logger.propagate = False
 
 
-async def _provided(provider: Any) -> Any:
-    """A provider's object; after async resources start, providers may hand out futures."""
-    value = provider()
+async def _settled(value: Any) -> Any:
+    """`value`, awaited if needed: with async resources, the container may hand out futures."""
     return await value if inspect.isawaitable(value) else value
 
 
@@ -51,8 +50,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await container.init_resources()
-        key = (await _provided(container.key_service)).current()  # boot: rotate a missing or expired key
+        await _settled(container.init_resources())
+        key = (await _settled(container.key_service())).current()  # boot: rotate a missing or expired key
         source = settings.key_file if settings.key_store == "file" else "KEY_SECRET (derived)"
         log.info("client key valid until %s (read it from %s or GET /current-key)",
                  key.expires_at.isoformat(), source)
@@ -60,13 +59,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             log.info("GROQ_API_KEY is not set: every request is served by the local model")
         preload = None
         if settings.local_preload:
-            preload = asyncio.create_task((await _provided(container.local)).load())
+            preload = asyncio.create_task((await _settled(container.local())).load())
         try:
             yield
         finally:
             if preload is not None and not preload.done():
                 preload.cancel()
-            await container.shutdown_resources()
+            await _settled(container.shutdown_resources())
 
     app = FastAPI(title="AI API server", version="0.1.0",
                   description="OpenAI-compatible chat gateway: Groq upstream, local CPU model fallback.",

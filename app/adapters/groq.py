@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import httpx
@@ -78,7 +78,7 @@ class GroqProvider:
                 last = exc
         raise last
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """Groq's chunks as they arrive; the HTTP response closes with the iterator."""
         for model in self._candidates(request):
             try:
@@ -118,7 +118,7 @@ class GroqProvider:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise UpstreamUnavailable("Groq returned a malformed response") from exc
 
-    async def _stream_with(self, model: str, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def _stream_with(self, model: str, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         payload = self._payload(model, request, stream=True)
         try:
             async with self._client.stream("POST", self._url, json=payload,
@@ -132,7 +132,7 @@ class GroqProvider:
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"connection to Groq failed ({type(exc).__name__})") from exc
 
-    async def _parse_events(self, response: httpx.Response, model: str) -> AsyncIterator[Chunk]:
+    async def _parse_events(self, response: httpx.Response, model: str) -> AsyncGenerator[Chunk, None]:
         event = "message"
         async for line in response.aiter_lines():
             if not line:

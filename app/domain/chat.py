@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,7 +54,7 @@ class ChatService:
             log.warning("upstream unavailable (%s); answering with the local model", exc.message)
             return await self._local.complete(self._for_local(request))
 
-    async def stream(self, request: ChatRequest, *, route: Route = "auto") -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest, *, route: Route = "auto") -> AsyncGenerator[Chunk, None]:
         """Answer `request` in pieces; fails over only before the first piece is out."""
         upstream, request = self._choose(request, route)
         if upstream is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.domain.circuit_breaker import CircuitBreaker
@@ -90,7 +90,7 @@ class ResilientUpstream:
             self._settle(exc)
             raise
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """The upstream's chunks; retries happen only before the first one."""
         probe = self._admit()
         attempt = 0

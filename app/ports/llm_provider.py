@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from app.domain.models import ChatRequest, Chunk, Completion
@@ -24,6 +24,6 @@ class LLMProvider(Protocol):
         """Generate the whole answer."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """Generate the answer piece by piece; closing the iterator stops the work."""
         ...
