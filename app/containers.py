@@ -18,6 +18,13 @@ from app.domain.keys import AdminGuard, KeyRotationService
 from app.settings import Settings
 
 
+def llamacpp_provider(**kwargs: Any) -> Any:
+    """The llama.cpp runner, imported only when selected: llama-cpp-python is an optional extra."""
+    from app.adapters.llamacpp_runner import LlamaCppProvider
+
+    return LlamaCppProvider(**kwargs)
+
+
 async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
     """A pooled HTTP client for the upstream, closed with the app."""
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
@@ -54,10 +61,19 @@ class Container(containers.DeclarativeContainer):
     groq = providers.Singleton(
         GroqProvider, client=http_client, api_key=config.groq_api_key,
         models=config.groq_models, base_url=config.groq_base_url)
-    local = providers.Singleton(
-        TransformersProvider,
-        source=providers.Callable(resolve_model_source, config.local_model),
-        max_tokens=config.local_max_tokens.as_int(), threads=config.local_threads)
+    local_source = providers.Singleton(resolve_model_source, config.local_model)
+    local = providers.Selector(
+        config.local_runner,
+        transformers=providers.Singleton(
+            TransformersProvider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
+            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
+            cache_dir=config.local_model_cache, weights=config.local_weights,
+            context_tokens=config.local_context_tokens.as_int()),
+        llamacpp=providers.Singleton(
+            llamacpp_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
+            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
+            context_tokens=config.local_context_tokens.as_int()),
+    )
     upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
 
     chat_service = providers.Singleton(
