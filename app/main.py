@@ -13,13 +13,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.containers import Container, config_from_settings
-from app.entrypoints.http import auth, routes_seed
+from app.entrypoints.http import auth, routes_health, routes_seed
 from app.entrypoints.http.errors import install_error_handlers
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed]
+WIRED_MODULES = [auth, routes_health, routes_seed]
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
@@ -55,4 +55,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     install_error_handlers(app)
     app.include_router(routes_seed.router)
+    app.include_router(routes_health.router)
     return app

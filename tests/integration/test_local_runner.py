@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.adapters.converted_model_cache import MARKER
 from app.adapters.transformers_runner import TransformersProvider
 from app.domain.errors import ContextTooLong, Overloaded
 from app.entrypoints.http.errors import domain_error_response
+from app.main import create_app
+from app.settings import Settings
 from tests.integration.local_fixtures import (
     LONG_ANSWER,
     MAX_TOKENS,
@@ -171,3 +175,20 @@ async def test_fp16_linear_weights_give_the_float32_greedy_text(local_cache_dir:
 
 def test_the_embedded_gguf_is_present() -> None:
     assert embedded_gguf_path().is_file()
+
+
+def test_preload_at_start_then_readyz_and_local_chat_answer(local_cache_dir: Path, tmp_path: Path,
+                                                            runner: TransformersProvider) -> None:
+    settings = Settings(_env_file=None, key_file=str(tmp_path / "key.json"), local_preload=True,
+                        local_model_cache=str(local_cache_dir), local_max_tokens=8)
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 120
+        while (ready := client.get("/readyz")).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        key = client.app.state.container.key_service().current().value  # type: ignore[attr-defined]
+        answer = client.post("/local-chat", json={"prompt": "Say hello."}, headers={"x-api-key": key})
+
+    assert ready.status_code == 200 and ready.json()["local_model"] == "loaded"
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-provider"] == "local"
+    assert answer.json()["choices"][0]["message"]["content"]
