@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from dependency_injector import containers, providers
@@ -12,13 +12,23 @@ from app.adapters.groq import GroqProvider
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local_model import resolve_model_source
 from app.adapters.system_clock import SystemClock
-from app.adapters.transformers_runner import TransformersProvider
 from app.domain.chat import ChatService
 from app.domain.keys import AdminGuard, KeyRotationService
 from app.settings import Settings
 
+if TYPE_CHECKING:  # the runners import heavy or optional packages: load them only when selected
+    from app.adapters.llamacpp_runner import LlamaCppProvider
+    from app.adapters.transformers_runner import TransformersProvider
 
-def llamacpp_provider(**kwargs: Any) -> Any:
+
+def transformers_provider(**kwargs: Any) -> TransformersProvider:
+    """The torch runner, imported only when selected (torch alone takes ~300 MB of memory)."""
+    from app.adapters.transformers_runner import TransformersProvider
+
+    return TransformersProvider(**kwargs)
+
+
+def llamacpp_provider(**kwargs: Any) -> LlamaCppProvider:
     """The llama.cpp runner, imported only when selected: llama-cpp-python is an optional extra."""
     from app.adapters.llamacpp_runner import LlamaCppProvider
 
@@ -65,7 +75,7 @@ class Container(containers.DeclarativeContainer):
     local = providers.Selector(
         config.local_runner,
         transformers=providers.Singleton(
-            TransformersProvider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
+            transformers_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
             threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
             cache_dir=config.local_model_cache, weights=config.local_weights,
             context_tokens=config.local_context_tokens.as_int()),
