@@ -78,7 +78,8 @@ class Container(containers.DeclarativeContainer):
             transformers_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
             threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
             cache_dir=config.local_model_cache, weights=config.local_weights,
-            context_tokens=config.local_context_tokens.as_int()),
+            context_tokens=config.local_context_tokens.as_int(),
+            batch_size=config.local_batch_size.as_int()),
         llamacpp=providers.Singleton(
             llamacpp_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
             threads=config.local_threads, max_queue=config.local_max_queue.as_int(),

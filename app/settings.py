@@ -54,9 +54,13 @@ class Settings(BaseSettings):
     local_max_queue: int = Field(
         default=8, ge=0, description="Local requests that may wait while one generates; beyond that "
                                      "the server answers 503 with Retry-After.")
-    local_weights: Literal["float16", "float32"] = Field(
-        default="float16", description="Precision of the transformers runner's linear weights "
-                                       "(float16: about twice as fast on CPU, same greedy text).")
+    local_weights: Literal["float16", "bfloat16", "float32"] = Field(
+        default="float16", description="Precision of the transformers runner's linear weights: "
+                                       "float16 is fastest for one client with float32's greedy text; "
+                                       "bfloat16 is slower alone but batches concurrent clients better.")
+    local_batch_size: int = Field(
+        default=4, ge=1, description="Concurrent local requests the transformers runner generates "
+                                     "together as one batch.")
     local_context_tokens: int = Field(
         default=0, ge=0, description="Context window of the local model in tokens, capped at the "
                                      "model's own (0: the model's own). Smaller saves memory.")

@@ -99,8 +99,11 @@ async def test_requests_beyond_the_queue_get_503_with_retry_after() -> None:
     running = provider.stream(ask(LONG_ANSWER))
     await anext(running)
     waiting = asyncio.create_task(provider.complete(ask("Say hi.", max_tokens=2)))
-    while provider.admission.waiting < 1:
+    for _ in range(3000):  # the waiting request reaches the queue within a few event-loop turns
+        if provider.admission.waiting == 1:
+            break
         await asyncio.sleep(0.01)
+    assert provider.admission.waiting == 1
 
     with pytest.raises(Overloaded) as refused:
         await provider.complete(ask("Say hi.", max_tokens=2))

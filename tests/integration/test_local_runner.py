@@ -144,12 +144,15 @@ async def test_a_prompt_longer_than_the_context_is_rejected_naming_the_limit(
 
 async def test_requests_beyond_the_queue_get_503_with_retry_after(local_cache_dir: Path,
                                                                    runner: TransformersProvider) -> None:
-    provider = new_transformers(local_cache_dir, max_queue=1)
+    provider = new_transformers(local_cache_dir, max_queue=1, batch_size=1)
     running = provider.stream(ask(LONG_ANSWER))
     await anext(running)
     waiting = asyncio.create_task(provider.complete(ask("Say hi.", max_tokens=2)))
-    while provider.admission.waiting < 1:
+    for _ in range(3000):  # the waiting request reaches the queue within a few event-loop turns
+        if provider.admission.waiting == 1:
+            break
         await asyncio.sleep(0.01)
+    assert provider.admission.waiting == 1
 
     with pytest.raises(Overloaded) as refused:
         await provider.complete(ask("Say hi.", max_tokens=2))
@@ -192,3 +195,18 @@ def test_preload_at_start_then_readyz_and_local_chat_answer(local_cache_dir: Pat
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-provider"] == "local"
     assert answer.json()["choices"][0]["message"]["content"]
+
+
+async def test_concurrent_requests_generate_as_one_batch_with_the_same_text(
+        local_cache_dir: Path, runner: TransformersProvider) -> None:
+    prompts = [LONG_ANSWER, "What is the capital of France?", "Name three colours."]
+    alone = [await runner.complete(ask(p, max_tokens=24)) for p in prompts]
+    batching = new_transformers(local_cache_dir, batch_window=0.5)
+    await batching.load()
+
+    together = await asyncio.gather(*(batching.complete(ask(p, max_tokens=24)) for p in prompts))
+
+    assert batching.largest_batch == len(prompts)
+    assert [a.text for a in together] == [a.text for a in alone]
+    assert [a.usage for a in together] == [a.usage for a in alone]
+    batching.close()
