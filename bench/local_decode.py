@@ -31,7 +31,7 @@ PROMPTS = [
     "Explain how a bicycle works to a ten-year-old.",
     "List some tips for staying productive when working from home.",
 ]
-RUNNERS = ["transformers", "transformers-fp32", "llamacpp"]
+RUNNERS = ["transformers", "transformers-bf16", "transformers-fp32", "llamacpp"]
 
 
 def _provider(runner: str, cache: str, max_tokens: int, context: int) -> Any:
@@ -44,7 +44,7 @@ def _provider(runner: str, cache: str, max_tokens: int, context: int) -> Any:
         return LlamaCppProvider(source=source, max_tokens=max_tokens, context_tokens=context)
     from app.adapters.transformers_runner import TransformersProvider
 
-    weights = "float32" if runner == "transformers-fp32" else "float16"
+    weights = {"transformers-fp32": "float32", "transformers-bf16": "bfloat16"}.get(runner, "float16")
     return TransformersProvider(source=source, max_tokens=max_tokens, cache_dir=cache, weights=weights,
                                 context_tokens=context)
 
