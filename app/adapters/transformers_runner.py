@@ -200,9 +200,10 @@ class TransformersProvider:
 
     Generation is CPU-bound, so it runs on one dedicated thread off the event
     loop: the server keeps answering while a request generates. Requests that
-    arrive together (up to `batch_size`, same sampling) generate as one batch:
-    decoding is memory-bound, so a batch of four costs little more per step
-    than one. Up to `max_queue` more wait; later ones are refused with
+    arrive together (up to `batch_size`, same sampling) generate as one batch,
+    sharing each step's fixed cost (weight reads, per-layer overhead); a
+    request arriving mid-batch waits for the next one. Up to `max_queue` more
+    wait; later ones are refused with
     `Overloaded`. A GGUF source is converted once into `cache_dir` and later
     loads read the converted copy.
     """

@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from app.adapters.converted_model_cache import MARKER
-from app.adapters.transformers_runner import TransformersProvider
+from app.adapters.transformers_runner import TransformersProvider, fp16_linear_weights
 from app.domain.errors import ContextTooLong, Overloaded
 from app.entrypoints.http.errors import domain_error_response
 from app.main import create_app
@@ -210,3 +212,19 @@ async def test_concurrent_requests_generate_as_one_batch_with_the_same_text(
     assert [a.text for a in together] == [a.text for a in alone]
     assert [a.usage for a in together] == [a.usage for a in alone]
     batching.close()
+
+
+def test_the_decode_loop_gives_generate_s_greedy_text(runner: TransformersProvider) -> None:
+    assert runner.load_info is not None
+    copy = runner.load_info.path
+    tokenizer = AutoTokenizer.from_pretrained(copy)
+    model = fp16_linear_weights(AutoModelForCausalLM.from_pretrained(copy, dtype=torch.float16).eval())
+    encoded = tokenizer.apply_chat_template([{"role": "user", "content": LONG_ANSWER}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        output = model.generate(**encoded, max_new_tokens=24, do_sample=False)
+    by_generate = tokenizer.decode(output[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    by_runner = asyncio.run(runner.complete(ask(LONG_ANSWER, max_tokens=24))).text
+
+    assert by_runner == by_generate
