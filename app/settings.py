@@ -52,8 +52,8 @@ class Settings(BaseSettings):
         description="Where the transformers runner keeps the converted copy of a GGUF model, so only "
                     "the first start converts it. Empty: convert at every start.")
     local_max_queue: int = Field(
-        default=8, ge=0, description="Local requests that may wait while one generates; beyond that "
-                                     "the server answers 503 with Retry-After.")
+        default=8, ge=0, description="Local requests that may wait while the runner is busy; beyond "
+                                     "that the server answers 503 with Retry-After.")
     local_weights: Literal["float16", "bfloat16", "float32"] = Field(
         default="float16", description="Precision of the transformers runner's linear weights: "
                                        "float16 is fastest for one client with float32's greedy text; "
