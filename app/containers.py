@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from dependency_injector import containers, providers
@@ -14,7 +14,6 @@ from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local_model import resolve_model_source
 from app.adapters.system_clock import SystemClock
-from app.adapters.transformers_runner import TransformersProvider
 from app.domain.attempts import FailedAttemptLimiter
 from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
@@ -23,21 +22,30 @@ from app.domain.keys import AdminGuard, KeyRotationService
 from app.ports import LLMProvider
 from app.settings import Settings
 
+if TYPE_CHECKING:  # the runners import heavy or optional packages: load them only when selected
+    from app.adapters.llamacpp_runner import LlamaCppProvider
+    from app.adapters.transformers_runner import TransformersProvider
+
+
+def transformers_provider(**kwargs: Any) -> TransformersProvider:
+    """The torch runner, imported only when selected (torch alone takes ~300 MB of memory)."""
+    from app.adapters.transformers_runner import TransformersProvider
+
+    return TransformersProvider(**kwargs)
+
+
+def llamacpp_provider(**kwargs: Any) -> LlamaCppProvider:
+    """The llama.cpp runner, imported only when selected: llama-cpp-python is an optional extra."""
+    from app.adapters.llamacpp_runner import LlamaCppProvider
+
+    return LlamaCppProvider(**kwargs)
+
 
 async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
     """A pooled HTTP client for the upstream, closed with the app."""
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
                                  limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)) as client:
         yield client
-
-
-def run_local_provider(*, model: str, max_tokens: int, threads: int | None) -> Iterator[TransformersProvider]:
-    """The local runner (weights load later, on first use or preload); stopped with the app."""
-    provider = TransformersProvider(source=resolve_model_source(model), max_tokens=max_tokens, threads=threads)
-    try:
-        yield provider
-    finally:
-        provider.close()
 
 
 def config_from_settings(settings: Settings) -> dict[str, Any]:
@@ -84,9 +92,20 @@ class Container(containers.DeclarativeContainer):
     groq = providers.Singleton(
         GroqProvider, client=http_client, api_key=config.groq_api_key,
         models=config.groq_models, base_url=config.groq_base_url)
-    local = providers.Resource(
-        run_local_provider, model=config.local_model,
-        max_tokens=config.local_max_tokens.as_int(), threads=config.local_threads)
+    local_source = providers.Singleton(resolve_model_source, config.local_model)
+    local = providers.Selector(
+        config.local_runner,
+        transformers=providers.Singleton(
+            transformers_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
+            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
+            cache_dir=config.local_model_cache, weights=config.local_weights,
+            context_tokens=config.local_context_tokens.as_int(),
+            batch_size=config.local_batch_size.as_int()),
+        llamacpp=providers.Singleton(
+            llamacpp_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
+            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
+            context_tokens=config.local_context_tokens.as_int()),
+    )
     upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
 
     sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait

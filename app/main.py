@@ -15,13 +15,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.containers import Container, config_from_settings
-from app.entrypoints.http import auth, routes_admin, routes_openai, routes_seed
+from app.entrypoints.http import auth, routes_admin, routes_health, routes_openai, routes_seed
 from app.entrypoints.http.errors import install_error_handlers
+from app.ports.model_loader import ModelLoader
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai]
+WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai, routes_health]
 
 
 def _configure_logging(level: str) -> None:
@@ -57,14 +58,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                  key.expires_at.isoformat(), source)
         if not settings.groq_api_key:
             log.info("GROQ_API_KEY is not set: every request is served by the local model")
-        preload = None
-        if settings.local_preload:
-            preload = asyncio.create_task((await _settled(container.local())).load())
+        local: ModelLoader = await _settled(container.local())
+        preload = asyncio.create_task(local.load()) if settings.local_preload else None
         try:
             yield
         finally:
             if preload is not None and not preload.done():
                 preload.cancel()
+            local.close()
             await _settled(container.shutdown_resources())
 
     app = FastAPI(title="AI API server", version="0.1.0",
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(routes_seed.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_openai.router)
+    app.include_router(routes_health.router)
     return app

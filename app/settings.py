@@ -87,6 +87,26 @@ class Settings(BaseSettings):
         default=None, gt=0, description="CPU threads for local generation (default: torch's choice).")
     local_preload: bool = Field(
         default=False, description="Load the local model at start-up instead of on first use.")
+    local_runner: Literal["transformers", "llamacpp"] = Field(
+        default="transformers", description="Engine of the local model: `transformers` (torch) or "
+                                            "`llamacpp` (GGUF only; needs the `llamacpp` extra).")
+    local_model_cache: str = Field(
+        default="~/.cache/ai-api-server/models",
+        description="Where the transformers runner keeps the converted copy of a GGUF model, so only "
+                    "the first start converts it. Empty: convert at every start.")
+    local_max_queue: int = Field(
+        default=8, ge=0, description="Local requests that may wait while the runner is busy; beyond "
+                                     "that the server answers 503 with Retry-After.")
+    local_weights: Literal["float16", "bfloat16", "float32"] = Field(
+        default="float16", description="Precision of the transformers runner's linear weights: "
+                                       "float16 is fastest for one client with float32's greedy text; "
+                                       "bfloat16 is slower alone but batches concurrent clients better.")
+    local_batch_size: int = Field(
+        default=4, ge=1, description="Concurrent local requests the transformers runner generates "
+                                     "together as one batch.")
+    local_context_tokens: int = Field(
+        default=0, ge=0, description="Context window of the local model in tokens, capped at the "
+                                     "model's own (0: the model's own). Smaller saves memory.")
     host: str = Field(default="127.0.0.1", description="Address `make serve` binds.")
     port: int = Field(default=8000, description="Port the server listens on.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")

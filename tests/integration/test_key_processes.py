@@ -114,7 +114,8 @@ def test_four_processes_booting_together_end_with_one_key_all_accept(tmp_path: P
         stored = json.loads(key_file.read_text())
         assert len(set(keys)) == 1 and keys[0] == stored["api_key"]
         assert "previous" not in stored  # minted once: the losers took the winner's key
-        (sync / "verify").write_text(stored["api_key"])
+        (sync / "verify.tmp").write_text(stored["api_key"])
+        (sync / "verify.tmp").rename(sync / "verify")  # children must never see it half-written
         assert [read_line(p, 30) for p in procs] == ["accepted"] * 4
         assert [p.wait(timeout=30) for p in procs] == [0] * 4
     finally:

@@ -13,8 +13,21 @@ from tests.unit.fakes_keys import FakeClock, FakeKeyStore
 __all__ = ["FakeClock", "FakeKeyStore", "FakeLLMProvider"]
 
 
+class NothingToLoad:
+    """The ModelLoader side of a fake local provider: always loaded, records closing."""
+
+    is_loaded = True
+    closed = False
+
+    async def load(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass
-class FakeLLMProvider:
+class FakeLLMProvider(NothingToLoad):
     """Plays a scripted answer (or raises a scripted error) and records requests."""
 
     name: str
@@ -60,7 +73,7 @@ class FakeSleep:
 
 
 @dataclass
-class ScriptedLLMProvider:
+class ScriptedLLMProvider(NothingToLoad):
     """Fails or answers call by call, in script order (then answers); tracks closed streams.
 
     A script entry is a DomainError (raised before the first chunk), a tuple

@@ -1,0 +1,230 @@
+"""The transformers runner with the embedded model: conversion cache, queue, cancel, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from app.adapters.converted_model_cache import MARKER
+from app.adapters.transformers_runner import TransformersProvider, fp16_linear_weights
+from app.domain.errors import ContextTooLong, Overloaded
+from app.entrypoints.http.errors import domain_error_response
+from app.main import create_app
+from app.settings import Settings
+from tests.integration.local_fixtures import (
+    LONG_ANSWER,
+    MAX_TOKENS,
+    ask,
+    embedded_gguf_path,
+    new_transformers,
+    shared_transformers,
+)
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="session")
+def local_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's model cache, empty at the start of the session."""
+    return tmp_path_factory.getbasetemp() / "local-models"
+
+
+@pytest.fixture
+def runner(local_cache_dir: Path) -> TransformersProvider:
+    """The session's loaded runner."""
+    return shared_transformers(local_cache_dir)
+
+
+def _no_conversion(*args: object) -> None:
+    raise AssertionError("the GGUF file was converted again")
+
+
+async def test_first_load_converts_then_later_loads_reuse_the_copy(
+        runner: TransformersProvider, local_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner.load_info is not None and runner.load_info.converted
+    copy = Path(runner.load_info.path)
+    assert copy.parent == local_cache_dir and (copy / MARKER).is_file()
+    monkeypatch.setattr(TransformersProvider, "_convert_gguf", _no_conversion)
+    again = new_transformers(local_cache_dir)
+
+    await again.load()
+    answer = await again.complete(ask("Say hello.", max_tokens=8))
+
+    assert again.load_info is not None and not again.load_info.converted
+    assert again.load_info.path == str(copy)
+    assert answer.text
+    again.close()
+
+
+async def test_a_corrupt_copy_is_converted_again(runner: TransformersProvider, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    assert runner.load_info is not None
+    source_copy = Path(runner.load_info.path)
+    broken = tmp_path / "cache" / source_copy.name
+    shutil.copytree(source_copy, broken)
+    with (broken / "model.safetensors").open("r+b") as weights:
+        weights.truncate(1000)
+    provider = new_transformers(tmp_path / "cache")
+
+    caplog.set_level("INFO", logger="app")
+    await provider.load()
+    answer = await provider.complete(ask("Say hello.", max_tokens=8))
+
+    assert provider.load_info is not None and provider.load_info.converted
+    assert (broken / MARKER).is_file()
+    assert (broken / "model.safetensors").stat().st_size > 1000
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+    assert answer.text
+    provider.close()
+
+
+async def test_concurrent_first_requests_load_the_model_once(local_cache_dir: Path,
+                                                             runner: TransformersProvider) -> None:
+    provider = new_transformers(local_cache_dir)
+    loads = 0
+    real_load = provider._load
+
+    def counting_load() -> object:
+        nonlocal loads
+        loads += 1
+        return real_load()
+
+    provider._load = counting_load  # type: ignore[method-assign]
+
+    answers = await asyncio.gather(*(provider.complete(ask(f"Say {word}.", max_tokens=3))
+                                     for word in ("one", "two", "three")))
+
+    assert loads == 1
+    assert all(a.usage.completion_tokens > 0 for a in answers)
+    provider.close()
+
+
+async def test_streams_text_and_reports_usage(runner: TransformersProvider) -> None:
+    chunks = [c async for c in runner.stream(ask("What is the capital of France?", max_tokens=16))]
+
+    text = "".join(c.text for c in chunks)
+    assert text.strip()
+    assert chunks[-1].finish_reason in ("stop", "length")
+    assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 16
+
+
+async def test_max_tokens_is_capped_by_local_max_tokens(runner: TransformersProvider) -> None:
+    answer = await runner.complete(ask(LONG_ANSWER, max_tokens=10_000))
+
+    assert answer.finish_reason == "length"
+    assert answer.usage.completion_tokens == MAX_TOKENS
+
+
+async def test_closing_the_stream_stops_generation(runner: TransformersProvider) -> None:
+    stream = runner.stream(ask(LONG_ANSWER, max_tokens=MAX_TOKENS))
+    before = runner.tokens_generated
+    for _ in range(3):
+        await anext(stream)
+    await stream.aclose()
+    # The next request runs on the same generation thread, so it starts only once the first stopped.
+    await runner.complete(ask("Say hi.", max_tokens=1))
+
+    generated_by_closed_stream = runner.tokens_generated - before - 1
+    assert generated_by_closed_stream < MAX_TOKENS // 2
+
+
+async def test_a_prompt_longer_than_the_context_is_rejected_naming_the_limit(
+        runner: TransformersProvider) -> None:
+    with pytest.raises(ContextTooLong) as rejected:
+        await runner.complete(ask("word " * 9000))
+
+    assert "8192" in rejected.value.message
+    assert domain_error_response(rejected.value)[0] == 400
+
+
+async def test_requests_beyond_the_queue_get_503_with_retry_after(local_cache_dir: Path,
+                                                                   runner: TransformersProvider) -> None:
+    provider = new_transformers(local_cache_dir, max_queue=1, batch_size=1)
+    running = provider.stream(ask(LONG_ANSWER))
+    await anext(running)
+    waiting = asyncio.create_task(provider.complete(ask("Say hi.", max_tokens=2)))
+    for _ in range(3000):  # the waiting request reaches the queue within a few event-loop turns
+        if provider.admission.waiting == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert provider.admission.waiting == 1
+
+    with pytest.raises(Overloaded) as refused:
+        await provider.complete(ask("Say hi.", max_tokens=2))
+
+    status, body, headers = domain_error_response(refused.value)
+    assert status == 503 and int(headers["Retry-After"]) >= 1
+    assert body["error"]["code"] == "overloaded"
+    await running.aclose()
+    assert (await waiting).text is not None  # the waiting request is served once the slot frees
+    provider.close()
+
+
+async def test_fp16_linear_weights_give_the_float32_greedy_text(local_cache_dir: Path,
+                                                                runner: TransformersProvider) -> None:
+    exact = new_transformers(local_cache_dir, weights="float32")
+
+    fast_text = (await runner.complete(ask(LONG_ANSWER, max_tokens=24))).text
+    exact_text = (await exact.complete(ask(LONG_ANSWER, max_tokens=24))).text
+
+    assert fast_text == exact_text
+    exact.close()
+
+
+def test_the_embedded_gguf_is_present() -> None:
+    assert embedded_gguf_path().is_file()
+
+
+def test_preload_at_start_then_readyz_and_local_chat_answer(local_cache_dir: Path, tmp_path: Path,
+                                                            runner: TransformersProvider) -> None:
+    settings = Settings(_env_file=None, key_file=str(tmp_path / "key.json"), local_preload=True,
+                        local_model_cache=str(local_cache_dir), local_max_tokens=8)
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 120
+        while (ready := client.get("/readyz")).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        key = client.app.state.container.key_service().current().value  # type: ignore[attr-defined]
+        answer = client.post("/local-chat", json={"prompt": "Say hello."}, headers={"x-api-key": key})
+
+    assert ready.status_code == 200 and ready.json()["local_model"] == "loaded"
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-provider"] == "local"
+    assert answer.json()["choices"][0]["message"]["content"]
+
+
+async def test_concurrent_requests_generate_as_one_batch_with_the_same_text(
+        local_cache_dir: Path, runner: TransformersProvider) -> None:
+    prompts = [LONG_ANSWER, "What is the capital of France?", "Name three colours."]
+    alone = [await runner.complete(ask(p, max_tokens=24)) for p in prompts]
+    batching = new_transformers(local_cache_dir, batch_window=0.5)
+    await batching.load()
+
+    together = await asyncio.gather(*(batching.complete(ask(p, max_tokens=24)) for p in prompts))
+
+    assert batching.largest_batch == len(prompts)
+    assert [a.text for a in together] == [a.text for a in alone]
+    assert [a.usage for a in together] == [a.usage for a in alone]
+    batching.close()
+
+
+def test_the_decode_loop_gives_generate_s_greedy_text(runner: TransformersProvider) -> None:
+    assert runner.load_info is not None
+    copy = runner.load_info.path
+    tokenizer = AutoTokenizer.from_pretrained(copy)
+    model = fp16_linear_weights(AutoModelForCausalLM.from_pretrained(copy, dtype=torch.float16).eval())
+    encoded = tokenizer.apply_chat_template([{"role": "user", "content": LONG_ANSWER}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        output = model.generate(**encoded, max_new_tokens=24, do_sample=False)
+    by_generate = tokenizer.decode(output[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    by_runner = asyncio.run(runner.complete(ask(LONG_ANSWER, max_tokens=24))).text
+
+    assert by_runner == by_generate
