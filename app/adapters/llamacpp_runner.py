@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from app.adapters.local_admission import AdmissionQueue, cut_at_stop
 from app.adapters.local_model import ModelSource
-from app.domain.errors import ContextTooLong, ProviderUnavailable
+from app.domain.errors import ProviderUnavailable
+from app.domain.generation import collect, token_budget
 from app.domain.models import ChatRequest, Chunk, Completion, Usage
 
 if TYPE_CHECKING:
@@ -89,28 +90,15 @@ class LlamaCppProvider:
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Generate the whole answer."""
-        text_parts: list[str] = []
-        usage = Usage(0, 0)
-        finish = "stop"
-        async for chunk in self.stream(request):
-            text_parts.append(chunk.text)
-            if chunk.usage is not None:
-                usage = chunk.usage
-            if chunk.finish_reason is not None:
-                finish = chunk.finish_reason
-        return Completion(text="".join(text_parts), model=self._source.model_id, provider=self.name,
-                          finish_reason=finish, usage=usage)
+        return await collect(self.stream(request), model=self._source.model_id, provider=self.name)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         """Tokens as they are generated; closing the iterator stops generation."""
         loaded = await self._ensure_loaded()
         tokens = self._encode(loaded, request)
         prompt_tokens = len(tokens)
-        if prompt_tokens >= loaded.context_length:
-            raise ContextTooLong(f"The prompt is {prompt_tokens} tokens; the local model's context "
-                                 f"is {loaded.context_length} tokens.", param="messages")
-        max_new = min(request.max_tokens or self._max_tokens, self._max_tokens,
-                      loaded.context_length - prompt_tokens)
+        max_new = token_budget(prompt_tokens=prompt_tokens, context_length=loaded.context_length,
+                               requested=request.max_tokens, cap=self._max_tokens)
         async with self._admission.slot():
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[str] = asyncio.Queue()
