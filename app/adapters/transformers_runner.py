@@ -42,6 +42,8 @@ Weights = Literal["int4", "float16", "bfloat16", "float32"]
 PREFILL_ROWS = 8
 # Weights per (scale, zero) pair of a 4-bit linear layer: a GGUF Q4_1 block.
 INT4_GROUP = 32
+# Sibling layers that read the same input (attention projections, gated MLP) in common models.
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 # A weight is kept in 4 bits only if they reproduce it within this fraction of its largest value:
 # true of weights that were 4-bit already (a Q4_1 GGUF file), false of 16-bit trained weights.
 INT4_TOLERANCE = 0.01
@@ -101,15 +103,51 @@ class _Int4Linear(_Fp16Linear):
         super().__init__(weight, bias)
         self.register_buffer("packed", packed, persistent=False)
         self.register_buffer("scales_zeros", scales_zeros, persistent=False)
+        self.shared: _SharedInput | None = None  # set when siblings reading the same input compute as one
+        self.columns = slice(0, self.out_features)  # this layer's outputs within the shared product
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
         if rows >= PREFILL_ROWS:
             return super().forward(x)
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x.reshape(rows, self.in_features).to(torch.bfloat16), self.packed, INT4_GROUP, self.scales_zeros)
-        out = out.reshape(*x.shape[:-1], self.out_features).to(torch.float32)
+        if self.shared is not None:
+            out = self.shared.product(x)[..., self.columns]
+        else:
+            out = _int4_mm(x, self.packed, self.scales_zeros)
         return out if self.bias is None else out + self.bias
+
+
+def _int4_mm(x: torch.Tensor, packed: torch.Tensor, scales_zeros: torch.Tensor) -> torch.Tensor:
+    """x (float32, any leading shape) times a packed 4-bit weight, in float32."""
+    rows = x.numel() // x.shape[-1]
+    out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+        x.reshape(rows, x.shape[-1]).to(torch.bfloat16), packed, INT4_GROUP, scales_zeros)
+    return out.reshape(*x.shape[:-1], out.shape[-1]).to(torch.float32)
+
+
+class _SharedInput:
+    """The 4-bit weights of sibling layers applied to one input (q, k, v; gate, up) as one product.
+
+    Each kernel call costs a fixed ~10 us on top of its weight reads; the first
+    sibling called with an input computes every sibling's outputs, the others
+    slice theirs. A sibling called with another tensor gets a fresh product.
+    """
+
+    def __init__(self, layers: list[_Int4Linear]) -> None:
+        self.packed = torch.cat([layer.packed for layer in layers])
+        self.scales_zeros = torch.cat([layer.scales_zeros for layer in layers], dim=1)
+        self._input: torch.Tensor | None = None
+        self._output: torch.Tensor | None = None
+        start = 0
+        for layer in layers:
+            layer.shared, layer.columns = self, slice(start, start + layer.out_features)
+            layer.packed = layer.scales_zeros = torch.empty(0)  # the shared copy serves
+            start += layer.out_features
+
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        if self._input is not x or self._output is None:
+            self._input, self._output = x, _int4_mm(x, self.packed, self.scales_zeros)
+        return self._output
 
 
 def int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -177,6 +215,11 @@ def fp16_linear_weights(model: nn.Module, dtype: torch.dtype = torch.float16, *,
                         else _Int4Linear(half(child.weight), child.bias, *groups))
             elif isinstance(child, nn.Embedding):
                 setattr(module, name, _Fp16Embedding(half(child.weight)))
+    for module in list(model.modules()):
+        for names in SIBLINGS:
+            layers = [getattr(module, name, None) for name in names]
+            if all(isinstance(layer, _Int4Linear) for layer in layers):
+                _SharedInput(layers)  # type: ignore[arg-type]
     for param in model.parameters():
         param.data = param.data.to(torch.float32)
     for module in model.modules():

@@ -253,3 +253,5 @@ def test_the_default_runner_decodes_the_embedded_model_with_4_bit_layers(runner:
 
     assert kinds.count("_Int4Linear") == len(kinds) - 1  # all but the head, tied to the embedding table
     assert type(model.get_output_embeddings()).__name__ == "_Fp16Linear"
+    # q, k, v and gate, up of every layer each decode as one product
+    assert sum(getattr(m, "shared", None) is not None for m in model.modules()) == 5 * model.config.num_hidden_layers
