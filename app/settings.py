@@ -97,10 +97,13 @@ class Settings(BaseSettings):
     local_max_queue: int = Field(
         default=8, ge=0, description="Local requests that may wait while the runner is busy; beyond "
                                      "that the server answers 503 with Retry-After.")
-    local_weights: Literal["float16", "bfloat16", "float32"] = Field(
-        default="float16", description="Precision of the transformers runner's linear weights: "
-                                       "float16 is fastest for one client with float32's greedy text; "
-                                       "bfloat16 is slower alone but batches concurrent clients better.")
+    local_weights: Literal["int4", "float16", "bfloat16", "float32"] = Field(
+        default="int4", description="Precision of the transformers runner's linear weights: int4 "
+                                    "decodes with 4-bit copies of the layers that 4 bits reproduce "
+                                    "(a Q4_1 GGUF model's, like the embedded one; others stay "
+                                    "float16): fastest alone and in batches, greedy text as float32's "
+                                    "on the tests' prompts; float16 for 16-bit models; bfloat16 is "
+                                    "slower alone; float32 is exact and slowest.")
     local_batch_size: int = Field(
         default=4, ge=1, description="Concurrent local requests the transformers runner generates "
                                      "together as one batch.")

@@ -31,7 +31,7 @@ PROMPTS = [
     "Explain how a bicycle works to a ten-year-old.",
     "List some tips for staying productive when working from home.",
 ]
-RUNNERS = ["transformers", "transformers-bf16", "transformers-fp32", "llamacpp"]
+RUNNERS = ["transformers", "transformers-fp16", "transformers-bf16", "transformers-fp32", "llamacpp"]
 
 
 def _provider(runner: str, cache: str, max_tokens: int, context: int) -> Any:
@@ -44,7 +44,8 @@ def _provider(runner: str, cache: str, max_tokens: int, context: int) -> Any:
         return LlamaCppProvider(source=source, max_tokens=max_tokens, context_tokens=context)
     from app.adapters.transformers_runner import TransformersProvider
 
-    weights = {"transformers-fp32": "float32", "transformers-bf16": "bfloat16"}.get(runner, "float16")
+    weights = {"transformers-fp32": "float32", "transformers-bf16": "bfloat16",
+               "transformers-fp16": "float16"}.get(runner, "int4")
     return TransformersProvider(source=source, max_tokens=max_tokens, cache_dir=cache, weights=weights,
                                 context_tokens=context)
 
@@ -155,7 +156,10 @@ def main() -> None:
     fast = results.get("transformers", {}).get("decode", {}).get("text")
     exact = results.get("transformers-fp32", {}).get("decode", {}).get("text")
     if fast is not None and exact is not None:
-        print(f"fp16-linear greedy text == fp32 greedy text: {fast == exact}")
+        print(f"default (int4) greedy text == fp32 greedy text: {fast == exact}")
+    half = results.get("transformers-fp16", {}).get("decode", {}).get("text")
+    if half is not None and exact is not None:
+        print(f"fp16-linear greedy text == fp32 greedy text: {half == exact}")
     for runner, by in results.items():
         text = by.get("decode", {}).get("text", "")
         print(f"{runner} answer to {PROMPTS[0]!r}: {text[:120]!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import json
 import logging
@@ -36,9 +37,16 @@ from app.domain.models import ChatRequest, Chunk, Completion, Usage
 log = logging.getLogger(__name__)
 
 
-Weights = Literal["float16", "bfloat16", "float32"]
+Weights = Literal["int4", "float16", "bfloat16", "float32"]
 # From this many rows (prompt tokens) on, a float16 linear layer computes in float32.
 PREFILL_ROWS = 8
+# Weights per (scale, zero) pair of a 4-bit linear layer: a GGUF Q4_1 block.
+INT4_GROUP = 32
+# Sibling layers that read the same input (attention projections, gated MLP) in common models.
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+# A weight is kept in 4 bits only if they reproduce it within this fraction of its largest value:
+# true of weights that were 4-bit already (a Q4_1 GGUF file), false of 16-bit trained weights.
+INT4_TOLERANCE = 0.01
 
 
 @dataclass(slots=True)
@@ -82,6 +90,90 @@ class _Fp16Linear(nn.Module):
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(torch.float32)
 
 
+class _Int4Linear(_Fp16Linear):
+    """A float16 linear layer that also holds its weight in 4 bits for decoding.
+
+    One decode step reads every weight once, so it is bound by memory bandwidth:
+    4-bit groups (torch's fused CPU kernel, bfloat16 activations) read a quarter
+    of float16's bytes. Prompts (8+ rows) stay on the float32 path of the float16 copy.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor,
+                 scales_zeros: torch.Tensor) -> None:
+        super().__init__(weight, bias)
+        self.register_buffer("packed", packed, persistent=False)
+        self.register_buffer("scales_zeros", scales_zeros, persistent=False)
+        self.shared: _SharedInput | None = None  # set when siblings reading the same input compute as one
+        self.columns = slice(0, self.out_features)  # this layer's outputs within the shared product
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if rows >= PREFILL_ROWS:
+            return super().forward(x)
+        if self.shared is not None:
+            out = self.shared.product(x)[..., self.columns]
+        else:
+            out = _int4_mm(x, self.packed, self.scales_zeros)
+        return out if self.bias is None else out + self.bias
+
+
+def _int4_mm(x: torch.Tensor, packed: torch.Tensor, scales_zeros: torch.Tensor) -> torch.Tensor:
+    """x (float32, any leading shape) times a packed 4-bit weight, in float32."""
+    rows = x.numel() // x.shape[-1]
+    out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+        x.reshape(rows, x.shape[-1]).to(torch.bfloat16), packed, INT4_GROUP, scales_zeros)
+    return out.reshape(*x.shape[:-1], out.shape[-1]).to(torch.float32)
+
+
+class _SharedInput:
+    """The 4-bit weights of sibling layers applied to one input (q, k, v; gate, up) as one product.
+
+    Each kernel call costs a fixed ~10 us on top of its weight reads; the first
+    sibling called with an input computes every sibling's outputs, the others
+    slice theirs. A sibling called with another tensor gets a fresh product.
+    """
+
+    def __init__(self, layers: list[_Int4Linear]) -> None:
+        self.packed = torch.cat([layer.packed for layer in layers])
+        self.scales_zeros = torch.cat([layer.scales_zeros for layer in layers], dim=1)
+        self._input: torch.Tensor | None = None
+        self._output: torch.Tensor | None = None
+        start = 0
+        for layer in layers:
+            layer.shared, layer.columns = self, slice(start, start + layer.out_features)
+            layer.packed = layer.scales_zeros = torch.empty(0)  # the shared copy serves
+            start += layer.out_features
+
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        if self._input is not x or self._output is None:
+            self._input, self._output = x, _int4_mm(x, self.packed, self.scales_zeros)
+        return self._output
+
+
+def int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`weight` as torch's packed 4-bit CPU layout and bfloat16 (scale, zero) per group of 32.
+
+    None when 4 bits would change the weight by more than `INT4_TOLERANCE`, or the shape does not fit.
+    """
+    out_features, in_features = weight.shape
+    if in_features % INT4_GROUP or out_features % 8 or not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
+        return None
+    exact = weight.detach().to(torch.float32).reshape(out_features, in_features // INT4_GROUP, INT4_GROUP)
+    low = exact.amin(dim=-1, keepdim=True)
+    scale = ((exact.amax(dim=-1, keepdim=True) - low) / 15).clamp(min=1e-10)
+    codes = torch.round((exact - low) / scale).clamp(0, 15)
+    # The kernel computes (code - 8) * scale + zero, with scale and zero in bfloat16.
+    scale16 = scale.to(torch.bfloat16)
+    zero16 = (low + 8 * scale).to(torch.bfloat16)
+    rebuilt = (codes - 8) * scale16.to(torch.float32) + zero16.to(torch.float32)
+    if (rebuilt - exact).abs().max() > INT4_TOLERANCE * exact.abs().max():
+        return None
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+        codes.reshape(out_features, in_features).to(torch.int32), 1)
+    scales_zeros = torch.cat([scale16, zero16], dim=-1).transpose(0, 1).contiguous()  # (groups, out, 2)
+    return packed, scales_zeros
+
+
 class _Fp16Embedding(nn.Module):
     """An embedding table kept in float16 that hands out float32 rows."""
 
@@ -94,9 +186,15 @@ class _Fp16Embedding(nn.Module):
         return F.embedding(ids, self.weight).to(torch.float32)
 
 
-def fp16_linear_weights(model: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
-    """Keep linear and embedding weights in `dtype` (tied ones stay shared), the rest float32."""
+def fp16_linear_weights(model: nn.Module, dtype: torch.dtype = torch.float16, *, int4: bool = False) -> nn.Module:
+    """Keep linear and embedding weights in `dtype` (tied ones stay shared), the rest float32.
+
+    With `int4`, linear layers whose weights 4 bits reproduce (see `int4_groups`) and
+    that share no weight with an embedding also keep a 4-bit copy for decoding.
+    """
     halves: dict[int, torch.Tensor] = {}
+    embedded = {m.weight.data_ptr() for m in model.modules() if isinstance(m, nn.Embedding)}
+    packed = 0
 
     def half(weight: torch.Tensor) -> torch.Tensor:
         key = weight.data_ptr()
@@ -107,9 +205,21 @@ def fp16_linear_weights(model: nn.Module, dtype: torch.dtype = torch.float16) ->
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(module, name, _Fp16Linear(half(child.weight), child.bias))
+                groups = None
+                if int4 and child.weight.data_ptr() not in embedded:
+                    groups = int4_groups(child.weight)
+                    packed += 1
+                    if packed % 16 == 0:  # else the float32 temporaries pile up in the heap
+                        _release_freed_memory()
+                setattr(module, name, _Fp16Linear(half(child.weight), child.bias) if groups is None
+                        else _Int4Linear(half(child.weight), child.bias, *groups))
             elif isinstance(child, nn.Embedding):
                 setattr(module, name, _Fp16Embedding(half(child.weight)))
+    for module in list(model.modules()):
+        for names in SIBLINGS:
+            layers = [getattr(module, name, None) for name in names]
+            if all(isinstance(layer, _Int4Linear) for layer in layers):
+                _SharedInput(layers)  # type: ignore[arg-type]
     for param in model.parameters():
         param.data = param.data.to(torch.float32)
     for module in model.modules():
@@ -119,6 +229,18 @@ def fp16_linear_weights(model: nn.Module, dtype: torch.dtype = torch.float16) ->
             if buffer is not None and buffer.is_floating_point() and buffer.dtype != torch.float32:
                 setattr(module, name, buffer.to(torch.float32))
     return model
+
+
+def _release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc only; elsewhere a no-op).
+
+    Packing the 4-bit weights frees float32 temporaries that glibc would
+    otherwise keep in the process's resident memory: ~400 MB over the model.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 _END = object()  # end of one request's text stream
@@ -218,7 +340,7 @@ class TransformersProvider:
     name = "local"
 
     def __init__(self, *, source: ModelSource, max_tokens: int = 256, threads: int | None = None,
-                 max_queue: int = 8, cache_dir: str | None = None, weights: Weights = "float16",
+                 max_queue: int = 8, cache_dir: str | None = None, weights: Weights = "int4",
                  context_tokens: int = 0, batch_size: int = 4, batch_window: float = 0.01) -> None:
         self._source = source
         self._context_tokens = context_tokens
@@ -468,7 +590,13 @@ class TransformersProvider:
         else:  # GGUF files dequantize to float32 only
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
         model.eval()
-        if self._weights != "float32":
+        if self._weights == "int4":
+            fp16_linear_weights(model, torch.float16, int4=True)
+            four_bit = sum(isinstance(m, _Int4Linear) for m in model.modules())
+            linear = sum(isinstance(m, _Fp16Linear) for m in model.modules())
+            log.info("%d of %d linear layers decode with 4-bit weights, the rest float16", four_bit, linear)
+            _release_freed_memory()
+        elif self._weights != "float32":
             fp16_linear_weights(model, getattr(torch, self._weights))
         return tokenizer, model
 

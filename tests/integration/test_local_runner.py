@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from app.adapters.converted_model_cache import MARKER
-from app.adapters.transformers_runner import TransformersProvider, fp16_linear_weights
+from app.adapters.transformers_runner import TransformersProvider, fp16_linear_weights, int4_groups
 from app.domain.errors import ContextTooLong, Overloaded
 from app.entrypoints.http.errors import domain_error_response
 from app.main import create_app
@@ -228,3 +228,30 @@ def test_the_decode_loop_gives_generate_s_greedy_text(runner: TransformersProvid
     by_runner = asyncio.run(runner.complete(ask(LONG_ANSWER, max_tokens=24))).text
 
     assert by_runner == by_generate
+
+
+def test_int4_keeps_4_bit_copies_only_of_weights_4_bits_reproduce() -> None:
+    torch.manual_seed(0)
+    codes = torch.randint(0, 16, (64, 4, 32)).float()
+    codes[..., 0], codes[..., 1] = 0, 15  # a Q4_1 block uses its lowest and highest code
+    four_bit = (codes * torch.rand(64, 4, 1) * 0.01 - torch.rand(64, 4, 1) * 0.05).reshape(64, 128)
+    trained = torch.randn(64, 128) * 0.02
+
+    groups = int4_groups(four_bit.half())
+    assert groups is not None
+    packed, scales_zeros = groups
+    rebuilt = torch.ops.aten._weight_int4pack_mm_for_cpu(torch.eye(128, dtype=torch.bfloat16), packed, 32,
+                                                         scales_zeros).float().t()
+    assert torch.allclose(rebuilt, four_bit, rtol=0.01, atol=1e-3)
+    assert int4_groups(trained.half()) is None
+
+
+def test_the_default_runner_decodes_the_embedded_model_with_4_bit_layers(runner: TransformersProvider) -> None:
+    assert runner._loaded is not None
+    model = runner._loaded.model
+    kinds = [type(m).__name__ for m in model.modules() if type(m).__name__ in ("_Int4Linear", "_Fp16Linear")]
+
+    assert kinds.count("_Int4Linear") == len(kinds) - 1  # all but the head, tied to the embedding table
+    assert type(model.get_output_embeddings()).__name__ == "_Fp16Linear"
+    # q, k, v and gate, up of every layer each decode as one product
+    assert sum(getattr(m, "shared", None) is not None for m in model.modules()) == 5 * model.config.num_hidden_layers
