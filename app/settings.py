@@ -97,8 +97,10 @@ class Settings(BaseSettings):
     local_max_queue: int = Field(
         default=8, ge=0, description="Local requests that may wait while the runner is busy; beyond "
                                      "that the server answers 503 with Retry-After.")
-    local_weights: Literal["int4", "float16", "bfloat16", "float32"] = Field(
-        default="int4", description="Precision of the transformers runner's linear weights: int4 "
+    local_weights: Literal["auto", "int4", "float16", "bfloat16", "float32"] = Field(
+        default="auto", description="Precision of the transformers runner's linear weights: auto is "
+                                    "int4 on a CPU with native bfloat16 (avx512_bf16/amx_bf16), "
+                                    "float16 elsewhere; int4 "
                                     "decodes with 4-bit copies of the layers that 4 bits reproduce "
                                     "(a Q4_1 GGUF model's, like the embedded one; others stay "
                                     "float16): fastest alone and in batches, greedy text as float32's "

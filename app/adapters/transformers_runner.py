@@ -37,7 +37,23 @@ from app.domain.models import ChatRequest, Chunk, Completion, Usage
 log = logging.getLogger(__name__)
 
 
-Weights = Literal["int4", "float16", "bfloat16", "float32"]
+Weights = Literal["auto", "int4", "float16", "bfloat16", "float32"]
+
+
+def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU computes bfloat16 natively (the 4-bit kernel is fast only there)."""
+    try:
+        flags = Path(cpuinfo).read_text(errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_weights(weights: Weights) -> Weights:
+    """`auto`: int4 where the CPU has native bfloat16, float16 elsewhere."""
+    if weights != "auto":
+        return weights
+    return "int4" if native_bf16() else "float16"
 # From this many rows (prompt tokens) on, a float16 linear layer computes in float32.
 PREFILL_ROWS = 8
 # Weights per (scale, zero) pair of a 4-bit linear layer: a GGUF Q4_1 block.
@@ -340,13 +356,13 @@ class TransformersProvider:
     name = "local"
 
     def __init__(self, *, source: ModelSource, max_tokens: int = 256, threads: int | None = None,
-                 max_queue: int = 8, cache_dir: str | None = None, weights: Weights = "int4",
+                 max_queue: int = 8, cache_dir: str | None = None, weights: Weights = "auto",
                  context_tokens: int = 0, batch_size: int = 4, batch_window: float = 0.01) -> None:
         self._source = source
         self._context_tokens = context_tokens
         self._max_tokens = max_tokens
         self._threads = threads
-        self._weights = weights
+        self._weights = resolve_weights(weights)
         self._cache = ConvertedModelCache(cache_dir) if cache_dir else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-llm")
         self._batch_size = batch_size

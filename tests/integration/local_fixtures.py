@@ -35,7 +35,8 @@ def ask(text: str, **kwargs: object) -> ChatRequest:
 
 def new_transformers(cache_dir: Path, **kwargs: object) -> TransformersProvider:
     """A fresh, not yet loaded transformers runner on the embedded model."""
-    options: dict[str, object] = {"max_tokens": MAX_TOKENS, "cache_dir": str(cache_dir)}
+    # int4 whatever the CPU (auto picks it only with native bfloat16): the tests cover the 4-bit path.
+    options: dict[str, object] = {"max_tokens": MAX_TOKENS, "cache_dir": str(cache_dir), "weights": "int4"}
     options.update(kwargs)
     return TransformersProvider(source=embedded_source(), **options)  # type: ignore[arg-type]
 

@@ -167,15 +167,20 @@ async def test_requests_beyond_the_queue_get_503_with_retry_after(local_cache_di
     provider.close()
 
 
-async def test_fp16_linear_weights_give_the_float32_greedy_text(local_cache_dir: Path,
+async def test_int4_and_fp16_weights_give_the_float32_greedy_text(local_cache_dir: Path,
                                                                 runner: TransformersProvider) -> None:
     exact = new_transformers(local_cache_dir, weights="float32")
 
+    half = new_transformers(local_cache_dir, weights="float16")
+
     fast_text = (await runner.complete(ask(LONG_ANSWER, max_tokens=24))).text
+    half_text = (await half.complete(ask(LONG_ANSWER, max_tokens=24))).text
     exact_text = (await exact.complete(ask(LONG_ANSWER, max_tokens=24))).text
 
     assert fast_text == exact_text
+    assert half_text == exact_text
     exact.close()
+    half.close()
 
 
 def test_the_embedded_gguf_is_present() -> None:
@@ -246,7 +251,7 @@ def test_int4_keeps_4_bit_copies_only_of_weights_4_bits_reproduce() -> None:
     assert int4_groups(trained.half()) is None
 
 
-def test_the_default_runner_decodes_the_embedded_model_with_4_bit_layers(runner: TransformersProvider) -> None:
+def test_the_int4_runner_decodes_the_embedded_model_with_4_bit_layers(runner: TransformersProvider) -> None:
     assert runner._loaded is not None
     model = runner._loaded.model
     kinds = [type(m).__name__ for m in model.modules() if type(m).__name__ in ("_Int4Linear", "_Fp16Linear")]
