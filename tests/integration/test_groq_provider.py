@@ -19,7 +19,6 @@ from tests.support.fake_groq import (
     Stall,
     StreamError,
     groq_error,
-    model_not_found,
 )
 
 HELLO = ChatRequest(messages=(ChatMessage(role="user", content="hello"),))
