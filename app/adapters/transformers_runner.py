@@ -322,31 +322,32 @@ class _FastDecoder:
 
     def step(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits (rows, vocabulary) of the next token after `ids` (rows, 1) at `positions` (rows, 1)."""
-        hidden = self._embed(ids)
+        rows = ids.shape[0]
+        hidden = self._embed(ids).view(rows, -1)  # (rows, hidden): one position per row
         cos, sin = self._rotary(hidden, positions)
-        cos, sin = cos[:, None], sin[:, None]
+        cos, sin = cos[:, None], sin[:, None]  # (rows, 1, 1, head_dim)
         at = self._length
         self._length += 1
         mask = None if self._mask is None else self._mask[..., : at + 1]
-        rows, dim, q_end = ids.shape[0], self._head_dim, self._q_width
+        dim, q_end = self._head_dim, self._q_width
         k_end = q_end + self._kv_width
-        half = dim // 2
-        inter, rms, mm = self._inter, self._rms, _int4_mm
+        half, inter, rms, scaling = dim // 2, self._inter, self._rms, self._scaling
+        mm, bf16 = torch.ops.aten._weight_int4pack_mm_for_cpu, torch.bfloat16
+        # Products stay bfloat16 where float32 math promotes them exactly (rotation, cache, residual adds).
         for (norm1, qkv_w, qkv_s, o_w, o_s, norm2, gu_w, gu_s, down_w, down_s, keys, values) in self._plan:
-            qkv = mm(rms(hidden, norm1), qkv_w, qkv_s)
-            q = qkv[..., :q_end].view(rows, 1, -1, dim).transpose(1, 2)
-            k = qkv[..., q_end:k_end].view(rows, 1, -1, dim).transpose(1, 2)
-            v = qkv[..., k_end:].view(rows, 1, -1, dim).transpose(1, 2)
+            qkv = mm(rms(hidden, norm1).to(bf16), qkv_w, INT4_GROUP, qkv_s)
+            q = qkv[:, :q_end].view(rows, -1, 1, dim)
+            k = qkv[:, q_end:k_end].view(rows, -1, 1, dim)
             q = q * cos + torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin
-            k = k * cos + torch.cat((-k[..., half:], k[..., :half]), dim=-1) * sin
-            keys[:, :, at] = k[:, :, 0]
-            values[:, :, at] = v[:, :, 0]
+            keys[:, :, at] = (k * cos + torch.cat((-k[..., half:], k[..., :half]), dim=-1) * sin)[:, :, 0]
+            values[:, :, at] = qkv[:, k_end:].view(rows, -1, dim)
             out = F.scaled_dot_product_attention(q, keys[:, :, : at + 1], values[:, :, : at + 1],
-                                                 attn_mask=mask, scale=self._scaling, enable_gqa=True)
-            hidden = hidden + mm(out.transpose(1, 2).reshape(rows, 1, -1), o_w, o_s)
-            gate_up = mm(rms(hidden, norm2), gu_w, gu_s)
-            hidden = hidden + mm(F.silu(gate_up[..., :inter]) * gate_up[..., inter:], down_w, down_s)
-        return self._head(self._rms(hidden, self._norm.weight))[:, -1, :]
+                                                 attn_mask=mask, scale=scaling, enable_gqa=True)
+            hidden = hidden + mm(out.reshape(rows, -1).to(bf16), o_w, INT4_GROUP, o_s)
+            gate_up = mm(rms(hidden, norm2).to(bf16), gu_w, INT4_GROUP, gu_s).to(torch.float32)
+            x = F.silu(gate_up[:, :inter]) * gate_up[:, inter:]
+            hidden = hidden + mm(x.to(bf16), down_w, INT4_GROUP, down_s)
+        return self._head(self._rms(hidden, self._norm.weight))
 
 
 def _release_freed_memory() -> None:
