@@ -13,7 +13,12 @@ from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from app.adapters.converted_model_cache import MARKER
-from app.adapters.transformers_runner import TransformersProvider, fp16_linear_weights, int4_groups
+from app.adapters.transformers_runner import (
+    TransformersProvider,
+    _FastDecoder,
+    fp16_linear_weights,
+    int4_groups,
+)
 from app.domain.errors import ContextTooLong, Overloaded
 from app.entrypoints.http.errors import domain_error_response
 from app.main import create_app
@@ -233,6 +238,17 @@ def test_the_decode_loop_gives_generate_s_greedy_text(runner: TransformersProvid
     by_runner = asyncio.run(runner.complete(ask(LONG_ANSWER, max_tokens=24))).text
 
     assert by_runner == by_generate
+
+
+async def test_int4_decode_steps_outside_transformers_give_its_forward_s_text(
+        runner: TransformersProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner._loaded is not None and _FastDecoder.fits(runner._loaded.model)
+    fast = await runner.complete(ask(LONG_ANSWER, max_tokens=32))
+    monkeypatch.setattr(_FastDecoder, "fits", staticmethod(lambda model: False))
+
+    by_forward = await runner.complete(ask(LONG_ANSWER, max_tokens=32))
+
+    assert fast.text == by_forward.text and fast.usage == by_forward.usage
 
 
 def test_int4_keeps_4_bit_copies_only_of_weights_4_bits_reproduce() -> None:
