@@ -19,6 +19,7 @@ from app.domain.errors import (
     UpstreamUnavailable,
 )
 from app.domain.models import ChatMessage, ChatRequest, Chunk, Completion, Usage
+from app.domain.streams import ChunkStream, open_chunks
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,15 @@ class GroqProvider:
                 last = exc
         raise last
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        """Groq's chunks as they arrive; the HTTP response closes with the iterator."""
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        """Groq's chunks as they arrive, opened once the first is in; closing the stream closes the HTTP response.
+
+        A model is given up for the next one only while opening: once text went out,
+        an error ends the stream.
+        """
         for model in self._candidates(request):
             try:
-                async for chunk in self._stream_with(model, request):
-                    yield chunk
-                return
+                return await open_chunks(self._stream_with(model, request))
             except ModelRetired as exc:
                 log.warning("groq model %s unavailable (%s); trying the next one", model, exc.message)
                 last = exc

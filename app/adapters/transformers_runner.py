@@ -33,6 +33,7 @@ from app.adapters.local_model import ModelSource
 from app.domain.errors import ProviderUnavailable
 from app.domain.generation import collect, token_budget
 from app.domain.models import ChatRequest, Chunk, Completion, Usage
+from app.domain.streams import ChunkStream, open_chunks
 
 log = logging.getLogger(__name__)
 
@@ -501,6 +502,10 @@ class TransformersProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         """Generate the whole answer."""
         return await collect(self.stream(request), model=self._source.model_id, provider=self.name)
+
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        """Start generating; returns once the first chunk is out (errors before it are raised)."""
+        return await open_chunks(self.stream(request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         """Tokens as they are generated; closing the iterator stops generation."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
 from app.domain.errors import UpstreamUnavailable
-from app.domain.models import ChatRequest, Chunk, Completion
+from app.domain.models import ChatRequest, Completion
+from app.domain.streams import ChunkStream
 from app.ports import LLMProvider
 
 log = logging.getLogger(__name__)
@@ -54,32 +54,18 @@ class ChatService:
             log.warning("upstream unavailable (%s); answering with the local model", exc.message)
             return await self._local.complete(self._for_local(request))
 
-    async def stream(self, request: ChatRequest, *, route: Route = "auto") -> AsyncGenerator[Chunk, None]:
-        """Answer `request` in pieces; fails over only before the first piece is out."""
+    async def open_stream(self, request: ChatRequest, *, route: Route = "auto") -> ChunkStream:
+        """Open an answer to `request` in pieces; fails over only while opening (before any piece)."""
         upstream, request = self._choose(request, route)
         if upstream is None:
-            async for chunk in self._local.stream(self._for_local(request)):
-                yield chunk
-            return
-        chunks = upstream.stream(request)
+            return await self._local.open_stream(self._for_local(request))
         try:
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            return
+            return await upstream.open_stream(request)
         except UpstreamUnavailable as exc:
-            await chunks.aclose()
             if not self._may_fall_back(request):
                 raise
             log.warning("upstream unavailable (%s); streaming from the local model", exc.message)
-            async for chunk in self._local.stream(self._for_local(request)):
-                yield chunk
-            return
-        try:
-            yield first
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
+            return await self._local.open_stream(self._for_local(request))
 
     def _choose(self, request: ChatRequest, route: Route) -> tuple[LLMProvider | None, ChatRequest]:
         """The upstream to try (None: local only) and the request to send it."""

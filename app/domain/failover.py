@@ -6,16 +6,19 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import TypeVar
 from dataclasses import dataclass
 
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.errors import DomainError, ModelRetired, UpstreamTimeout, UpstreamUnavailable
 from app.domain.models import ChatRequest, Chunk, Completion
+from app.domain.streams import ChunkStream
 from app.ports import LLMProvider
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,58 +76,43 @@ class ResilientUpstream:
 
     async def complete(self, request: ChatRequest) -> Completion:
         """The upstream's answer, retried while that is worth it."""
+        return await self._call(lambda: self._upstream.complete(request))
+
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        """The upstream's stream, retried while opening; a failure after it opened counts against the breaker."""
+        stream = await self._call(lambda: self._upstream.open_stream(request))
+        return ChunkStream(stream.first, self._watch(stream))
+
+    async def _call(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        """`attempt_once()` retried while worth it; the outcome is told to the breaker."""
         probe = self._admit()
         attempt = 0
         try:
             while True:
                 try:
-                    completion = await self._upstream.complete(request)
+                    result = await attempt_once()
                 except UpstreamUnavailable as exc:
                     if not await self._wait_before_retry(exc, attempt, probe):
                         raise
                     attempt += 1
                     continue
                 self._breaker.record_success()
-                return completion
+                return result
         except BaseException as exc:
             self._settle(exc)
             raise
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        """The upstream's chunks; retries happen only before the first one."""
-        probe = self._admit()
-        attempt = 0
+    async def _watch(self, stream: ChunkStream) -> AsyncGenerator[Chunk, None]:
+        """The rest of an opened stream; a break mid-stream is a failure of the upstream."""
         try:
-            while True:
-                chunks = self._upstream.stream(request)
-                try:
-                    first = await anext(chunks)
-                except StopAsyncIteration:
-                    self._breaker.record_success()
-                    return
-                except UpstreamUnavailable as exc:
-                    await chunks.aclose()
-                    if not await self._wait_before_retry(exc, attempt, probe):
-                        raise
-                    attempt += 1
-                    continue
-                except BaseException:
-                    await chunks.aclose()
-                    raise
-                break
-        except BaseException as exc:
-            self._settle(exc)
-            raise
-        self._breaker.record_success()
-        try:
-            yield first
-            async for chunk in chunks:
+            await anext(stream)  # the first chunk, already handed out by the caller's ChunkStream
+            async for chunk in stream:
                 yield chunk
         except UpstreamUnavailable:
-            self._breaker.record_failure()  # broke mid-stream
+            self._breaker.record_failure()
             raise
         finally:
-            await chunks.aclose()
+            await stream.aclose()
 
     def _admit(self) -> bool:
         """True for the half-open probe; raises CircuitOpen while the circuit refuses calls."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
-from app.domain.models import ChatRequest, Chunk, Completion
+from app.domain.models import ChatRequest, Completion
+from app.domain.streams import ChunkStream
 
 
 class LLMProvider(Protocol):
@@ -24,6 +25,9 @@ class LLMProvider(Protocol):
         """Generate the whole answer."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
-        """Generate the answer piece by piece; closing the iterator stops the work."""
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        """Start generating; returns once the first chunk is in hand, raises the provider's error before.
+
+        Closing the returned stream stops the work.
+        """
         ...

@@ -148,7 +148,7 @@ async def test_a_stalled_answer_times_out(fake_groq: FakeGroq) -> None:
 async def test_stream_yields_text_then_usage(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
     fake_groq.script(Answer("one two three"))
 
-    chunks = [c async for c in groq(fake_groq, http).stream(HELLO)]
+    chunks = [c async for c in await groq(fake_groq, http).open_stream(HELLO)]
 
     assert "".join(c.text for c in chunks) == "one two three"
     assert chunks[-1].finish_reason == "stop"
@@ -163,7 +163,7 @@ async def test_a_stream_that_breaks_midway_raises(fake_groq: FakeGroq, http: htt
     received = []
 
     with pytest.raises(UpstreamUnavailable):
-        async for chunk in groq(fake_groq, http).stream(HELLO):
+        async for chunk in await groq(fake_groq, http).open_stream(HELLO):
             received.append(chunk.text)
 
     assert received  # some text arrived before the break

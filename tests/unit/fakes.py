@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 from app.domain.errors import DomainError
 from app.domain.models import ChatRequest, Chunk, Completion, Usage
+from app.domain.streams import ChunkStream, open_chunks
 from tests.unit.fakes_keys import FakeClock, FakeKeyStore
 
 __all__ = ["FakeClock", "FakeKeyStore", "FakeLLMProvider"]
@@ -50,7 +51,10 @@ class FakeLLMProvider(NothingToLoad):
         return Completion(text=self.answer, model=self._model(request), provider=self.name,
                           usage=Usage(3, len(self.answer.split())))
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        return await open_chunks(self._chunks(request))
+
+    async def _chunks(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         self.requests.append(request)
         if self.error is not None and not self.error_after_chunks:
             raise self.error
@@ -102,7 +106,10 @@ class ScriptedLLMProvider(NothingToLoad):
             raise outcome
         return Completion(text=self.answer, model=request.model or self.models[0], provider=self.name)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        return await open_chunks(self._chunks(request))
+
+    async def _chunks(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         outcome = self._next()
         model = request.model or self.models[0]
         try:

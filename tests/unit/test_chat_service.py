@@ -21,9 +21,10 @@ def providers(**upstream_kwargs: object) -> tuple[FakeLLMProvider, FakeLLMProvid
 
 async def collect(service: ChatService, request: ChatRequest, **kwargs: object) -> tuple[str, set[str]]:
     text, sides = "", set()
-    async for chunk in service.stream(request, **kwargs):  # type: ignore[arg-type]
-        text += chunk.text
-        sides.add(chunk.provider)
+    async with await service.open_stream(request, **kwargs) as stream:  # type: ignore[arg-type]
+        async for chunk in stream:
+            text += chunk.text
+            sides.add(chunk.provider)
     return text, sides
 
 

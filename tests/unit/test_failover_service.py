@@ -42,9 +42,10 @@ class World:
 
 async def collect(service: ChatService, request: ChatRequest = HELLO) -> tuple[str, set[str]]:
     text, sides = "", set()
-    async for chunk in service.stream(request):
-        text += chunk.text
-        sides.add(chunk.provider)
+    async with await service.open_stream(request) as stream:
+        async for chunk in stream:
+            text += chunk.text
+            sides.add(chunk.provider)
     return text, sides
 
 
@@ -194,7 +195,7 @@ async def test_a_stream_that_breaks_after_its_first_chunk_is_not_retried() -> No
 
 async def test_closing_a_stream_closes_the_upstream_stream() -> None:
     world = World()
-    stream = world.service.stream(HELLO)
+    stream = await world.service.open_stream(HELLO)
 
     await anext(stream)
     await stream.aclose()
@@ -220,7 +221,7 @@ async def test_a_probe_stream_closes_the_circuit_at_its_first_chunk() -> None:
     world = World(down(), threshold=1, cooldown=5, max_retries=0)
     await world.service.complete(HELLO)
     world.clock.advance(seconds=5)
-    stream = world.upstream.stream(HELLO)
+    stream = await world.upstream.open_stream(HELLO)
 
     await anext(stream)
     await stream.aclose()

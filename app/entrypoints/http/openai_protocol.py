@@ -17,7 +17,8 @@ from pydantic import Field, field_validator
 
 from app.domain.chat import ModelInfo
 from app.domain.errors import InvalidRequest
-from app.domain.models import ChatMessage, ChatRequest, Chunk, Completion
+from app.domain.models import ChatMessage, ChatRequest, Completion
+from app.domain.streams import ChunkStream
 from app.entrypoints.http.protocol import WireModel, usage_to_wire
 
 # OpenAI's own ranges; values outside them are a 400 before anything runs.
@@ -192,13 +193,12 @@ def text_completion_to_wire(completion: Completion) -> dict[str, Any]:
     }
 
 
-async def text_chunks_to_sse(first: Chunk, chunks: AsyncIterator[Chunk], *,
-                             include_usage: bool) -> AsyncIterator[str]:
+async def text_chunks_to_sse(stream: ChunkStream, *, include_usage: bool) -> AsyncIterator[str]:
     """Legacy `text_completion` events, usage last when asked, then `[DONE]`."""
     completion_id, created = _completion_id(), int(time.time())
     usage = None
-    chunk = first
-    async for chunk in _prepend(first, chunks):
+    chunk = stream.first
+    async for chunk in stream:
         if chunk.text or chunk.finish_reason:
             yield _sse({"id": completion_id, "object": "text_completion", "created": created,
                         "model": chunk.model,
@@ -218,8 +218,3 @@ def _completion_id() -> str:
 def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
-
-async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    yield first
-    async for chunk in rest:
-        yield chunk

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator, model_validator
 
 from app.domain.models import ChatMessage, ChatRequest, Chunk, Completion
+from app.domain.streams import ChunkStream
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,7 @@ def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def chat_chunks_to_sse(first: Chunk, chunks: AsyncIterator[Chunk], *,
-                             include_usage: bool) -> AsyncIterator[str]:
+async def chat_chunks_to_sse(stream: ChunkStream, *, include_usage: bool) -> AsyncIterator[str]:
     """`chat.completion.chunk` events, usage last when asked, then `[DONE]`."""
     completion_id, created = new_completion_id(), int(time.time())
 
@@ -88,10 +88,10 @@ async def chat_chunks_to_sse(first: Chunk, chunks: AsyncIterator[Chunk], *,
                      "model": chunk.model,
                      "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
-    yield event(first, {"role": "assistant", "content": ""}, None)
+    yield event(stream.first, {"role": "assistant", "content": ""}, None)
     usage = None
-    chunk = first
-    async for chunk in _prepend(first, chunks):
+    chunk = stream.first
+    async for chunk in stream:
         delta: dict[str, Any] = {}
         if chunk.text:
             delta["content"] = chunk.text
@@ -105,8 +105,3 @@ async def chat_chunks_to_sse(first: Chunk, chunks: AsyncIterator[Chunk], *,
                     "model": chunk.model, "choices": [], "usage": usage_to_wire(usage)})
     yield "data: [DONE]\n\n"
 
-
-async def _prepend(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    yield first
-    async for chunk in rest:
-        yield chunk

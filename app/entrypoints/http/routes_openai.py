@@ -52,11 +52,9 @@ async def chat_completions(
     """A `chat.completion`, or `chat.completion.chunk` events when `stream` is true."""
     request = body.to_domain()
     if body.stream:
-        streaming = await stream_response(
-            service.stream(request),
-            lambda first, rest: chat_chunks_to_sse(first, rest, include_usage=body.include_usage))
-        _note_ignored(request, streaming.headers.get("x-provider", ""))
-        return streaming
+        stream = await service.open_stream(request)
+        _note_ignored(request, stream.provider)
+        return stream_response(stream, chat_chunks_to_sse(stream, include_usage=body.include_usage))
     completion = await service.complete(request)
     _answered(completion, request, response)
     return completion_to_wire(completion)
@@ -73,9 +71,8 @@ async def completions(
     """A `text_completion` for a raw prompt, streamed when `stream` is true."""
     request = body.to_domain()
     if body.stream:
-        return await stream_response(
-            service.stream(request),
-            lambda first, rest: text_chunks_to_sse(first, rest, include_usage=body.include_usage))
+        stream = await service.open_stream(request)
+        return stream_response(stream, text_chunks_to_sse(stream, include_usage=body.include_usage))
     completion = await service.complete(request)
     _answered(completion, request, response)
     return text_completion_to_wire(completion)

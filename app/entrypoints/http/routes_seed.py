@@ -21,9 +21,8 @@ async def _answer(body: PromptChatRequest, chat: ChatService, response: Response
                   route: Route) -> dict[str, Any] | StreamingResponse:
     request = body.to_domain()
     if body.stream:
-        return await stream_response(
-            chat.stream(request, route=route),
-            lambda first, rest: chat_chunks_to_sse(first, rest, include_usage=True))
+        stream = await chat.open_stream(request, route=route)
+        return stream_response(stream, chat_chunks_to_sse(stream, include_usage=True))
     completion = await chat.complete(request, route=route)
     response.headers["x-provider"] = completion.provider
     return completion_to_wire(completion)

@@ -1,69 +1,64 @@
-"""Server-sent-event responses that fail cleanly before and after the first byte."""
+"""Server-sent-event responses over an opened stream, closed on every path."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Send
 
-from app.domain.models import Chunk
+from app.domain.streams import ChunkStream
 from app.entrypoints.http.errors import sse_error_event
 
 log = logging.getLogger(__name__)
 
-SseEncoder = Callable[[Chunk, AsyncIterator[Chunk]], AsyncIterator[str]]
 CLOSE_TIMEOUT_SECONDS = 5.0
 
 
-async def close_quietly(iterator: Any) -> None:
-    """Close an async generator even while the request is being cancelled (bounded)."""
+async def close_quietly(stream: ChunkStream) -> None:
+    """Close a stream even while the request is being cancelled (bounded)."""
     with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-        await iterator.aclose()
+        await stream.aclose()
 
 
 class ClosingStreamingResponse(StreamingResponse):
-    """Closes its body when sending ends in any way, so a client gone mid-stream stops the work.
+    """Closes its stream when sending ends in any way, so a client gone mid-stream stops the work.
 
     (Starlette leaves a body suspended at `yield` to the garbage collector when
-    a send fails; closing it here releases the upstream request at once.)
+    a send fails; closing the stream here releases the upstream request at once.)
     """
+
+    def __init__(self, stream: ChunkStream, body: AsyncIterator[str], **kwargs: object) -> None:
+        super().__init__(body, **kwargs)  # type: ignore[arg-type]
+        self._stream = stream
 
     async def stream_response(self, send: Send) -> None:
         try:
             await super().stream_response(send)
         finally:
-            await close_quietly(self.body_iterator)
+            await close_quietly(self._stream)
 
 
-async def stream_response(chunks: AsyncIterator[Chunk], encode: SseEncoder) -> StreamingResponse:
-    """Wait for the first chunk (errors before it become normal HTTP errors), then stream.
+def stream_response(stream: ChunkStream, events: AsyncIterator[str]) -> StreamingResponse:
+    """Send `events` (encoded from the opened `stream`) as SSE.
 
-    An error after the first byte becomes an error event and a clean end of
-    stream; a client disconnect closes `chunks`, which stops the work behind it.
+    Errors before the stream opened were raised by the open as normal HTTP errors;
+    an error after it becomes an error event and a clean end of stream.
     """
-    try:
-        first = await anext(chunks)
-    except StopAsyncIteration:
-        first = Chunk(model="", provider="", finish_reason="stop")
-    except BaseException:
-        await close_quietly(chunks)
-        raise
 
     async def body() -> AsyncIterator[str]:
         try:
-            async for event in encode(first, chunks):
+            async for event in events:
                 yield event
         except Exception as exc:
             log.warning("stream failed after it started: %s", type(exc).__name__)
             yield sse_error_event(exc)
             yield "data: [DONE]\n\n"
         finally:
-            await close_quietly(chunks)
+            await close_quietly(stream)
 
-    return ClosingStreamingResponse(body(), media_type="text/event-stream",
-                                    headers={"x-provider": first.provider, "Cache-Control": "no-cache",
+    return ClosingStreamingResponse(stream, body(), media_type="text/event-stream",
+                                    headers={"x-provider": stream.provider, "Cache-Control": "no-cache",
                                              "X-Accel-Buffering": "no"})
