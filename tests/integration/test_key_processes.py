@@ -251,7 +251,8 @@ def test_sigkill_at_a_random_point_of_a_rotation_loop_leaves_a_valid_key(tmp_pat
 
 def start_uvicorn(port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--no-proxy-headers",
+         "--host", "127.0.0.1",
          "--port", str(port), *env.pop("_args", "").split()],
         cwd=WORKTREE, env=child_env(**env), stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)
