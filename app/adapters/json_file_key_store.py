@@ -55,9 +55,10 @@ def _state_from_text(text: str) -> KeyState:
 
 
 def _unusable(path: Path, exc: OSError) -> KeyStoreUnavailable:
-    problem = "is a directory" if isinstance(exc, IsADirectoryError) else \
-        f"cannot be used ({exc.strerror or type(exc).__name__})"
-    return KeyStoreUnavailable(f"the key file {path} or its directory {problem}")
+    if isinstance(exc, IsADirectoryError):
+        return KeyStoreUnavailable(f"the key file {path} is a directory")
+    return KeyStoreUnavailable(f"the key file {path} or its directory cannot be used "
+                               f"({exc.strerror or type(exc).__name__})")
 
 
 class JsonFileKeyStore:

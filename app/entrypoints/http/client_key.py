@@ -10,10 +10,11 @@ headers alone, for exactly the routes that depend on `require_client_key`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
+from fastapi import routing
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
@@ -31,12 +32,20 @@ def depends_on(dependant: Dependant, call: Any) -> bool:
     return any(dep.call is call or depends_on(dep, call) for dep in dependant.dependencies)
 
 
+def served_routes(routes: list[BaseRoute]) -> Iterable[Any]:
+    """Every route as served, included routers flattened (with the dependencies they add)."""
+    # FastAPI >= 0.16x keeps included routers as lazy groups and flattens them with
+    # iter_route_contexts (as its OpenAPI generator does); older versions list plain routes.
+    flatten = getattr(routing, "iter_route_contexts", None)
+    return flatten(routes) if flatten is not None else routes
+
+
 class ClientKeyMiddleware:
     """Answers 401/429/503 from the headers, for the routes guarded by `require_client_key`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._guarded: list[BaseRoute] | None = None
+        self._guarded: list[Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._is_guarded(scope):
@@ -56,6 +65,7 @@ class ClientKeyMiddleware:
 
     def _is_guarded(self, scope: Scope) -> bool:
         if self._guarded is None:  # the app's routes are complete once it serves
-            self._guarded = [route for route in scope["app"].routes if isinstance(route, APIRoute)
-                             and depends_on(route.dependant, require_client_key)]
+            self._guarded = [route for route in served_routes(scope["app"].routes)
+                             if (dependant := getattr(route, "dependant", None)) is not None
+                             and depends_on(dependant, require_client_key)]
         return any(route.matches(scope)[0] is Match.FULL for route in self._guarded)
