@@ -12,7 +12,7 @@ from tests.unit.fakes_keys import FakeClock, FakeKeyStore
 GRACES = st.sampled_from([0, 1, 60, 3600])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data(), grace=GRACES)
 def test_one_key_is_valid_except_in_grace_whatever_the_story(data: st.DataObject, grace: float) -> None:
     store = FakeKeyStore()
