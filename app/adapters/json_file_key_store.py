@@ -123,9 +123,11 @@ class JsonFileKeyStore:
         except OSError:
             return KeyStoreHealth(serving=False, readable=False, writable=False,
                                   message="the key file's directory cannot be searched")
-        problems = [text for ok, text in ((readable, "the key file is not readable"),
-                                          (writable, "the key file's directory is not writable, so no "
-                                                     "new key can be written")) if not ok]
+        problems = []
+        if not readable:
+            problems.append("the key file is not readable")
+        if not writable:
+            problems.append("the key file's directory is not writable, so no new key can be written")
         return KeyStoreHealth(serving=readable, readable=readable, writable=writable,
                               message="; ".join(problems) or "ok")
 

@@ -18,7 +18,15 @@ import pytest
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.domain.keys import looks_like_key, random_key_value
 from tests.integration.keys_helpers import (
-    WORKTREE, child_env, fake_upstream, free_port, kill, read_line, run_python, spawn_python, wait_for,
+    WORKTREE,
+    child_env,
+    fake_upstream,
+    free_port,
+    kill,
+    read_line,
+    run_python,
+    spawn_python,
+    wait_for,
 )
 
 SECRET = "p" * 16 + "derived-secret-for-process-tests"

@@ -19,26 +19,19 @@ from app.adapters.hmac_derived_key_store import PERIOD_ANCHOR, HmacDerivedKeySto
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.system_clock import SystemClock
 from app.containers import Container
-from app.domain.errors import InvalidApiKey, KeyStoreUnavailable, RotationNotSupported
+from app.domain.errors import KeyStoreUnavailable, RotationNotSupported
 from app.domain.keys import KeyRotationService, looks_like_key, random_key_value
 from app.domain.models import ApiKey, KeyState
 from app.main import create_app
 from app.ports import Clock, KeyStore
 from app.settings import Settings
+from tests.support.key_story import accepts
 from tests.unit.fakes import FakeLLMProvider
 from tests.unit.fakes_keys import FakeClock
 
 SECRET = "k" * 20 + "derived-key-secret-for-tests"
 ADMIN = "admin-secret-for-tests"
 WEEK = timedelta(days=7)
-
-
-def accepts(service: KeyRotationService, key: str) -> bool:
-    try:
-        service.authenticate(key)
-    except InvalidApiKey:
-        return False
-    return True
 
 
 # --- JsonFileKeyStore ---------------------------------------------------------------------------
@@ -370,21 +363,20 @@ def test_a_directory_in_place_of_the_key_file_gives_503_and_readyz_503(tmp_path:
     path = tmp_path / "k.json"
     path.mkdir()
     clock = FakeClock()
-    with caplog.at_level(logging.INFO):
-        with app_client(clock, key_file=str(path)) as client:  # starts: no traceback
-            chat = client.post("/chat", json={"prompt": "hi"}, headers={"x-api-key": random_key_value()})
-            models = client.get("/v1/models", headers={"Authorization": f"Bearer {random_key_value()}"})
-            ready = client.get("/readyz")
-            admin = client.get("/current-key", headers={"admin-secret": ADMIN})
-            for response in (chat, models, admin):
-                assert response.status_code == 503 and response.headers["retry-after"] == "30"
-                assert response.json()["error"]["code"] == "key_store_unavailable"
-                assert str(path) not in response.text
-            assert ready.status_code == 503 and "directory" in ready.json()["error"]["message"]
-            path.rmdir()  # fixed by the operator: served again, without a restart
-            assert client.get("/readyz").status_code == 200
-            key = client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
-            assert chat_status(client, key) == 400
+    with caplog.at_level(logging.INFO), app_client(clock, key_file=str(path)) as client:  # starts
+        chat = client.post("/chat", json={"prompt": "hi"}, headers={"x-api-key": random_key_value()})
+        models = client.get("/v1/models", headers={"Authorization": f"Bearer {random_key_value()}"})
+        ready = client.get("/readyz")
+        admin = client.get("/current-key", headers={"admin-secret": ADMIN})
+        for response in (chat, models, admin):
+            assert response.status_code == 503 and response.headers["retry-after"] == "30"
+            assert response.json()["error"]["code"] == "key_store_unavailable"
+            assert str(path) not in response.text
+        assert ready.status_code == 503 and "directory" in ready.json()["error"]["message"]
+        path.rmdir()  # fixed by the operator: served again, without a restart
+        assert client.get("/readyz").status_code == 200
+        key = client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
+        assert chat_status(client, key) == 400
     assert f"the key file {path} is a directory" in caplog.text
     assert "Traceback" not in caplog.text
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
 
 from app.domain.models import ApiKey, KeyState, KeyStoreHealth
 

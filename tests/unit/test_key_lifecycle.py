@@ -13,6 +13,7 @@ from app.domain.errors import AdminDisabled, InvalidAdminSecret, InvalidApiKey, 
 from app.domain.keys import BASE62, AdminGuard, KeyRotationService, looks_like_key, random_key_value
 from app.domain.models import ApiKey, KeyState, KeyStoreHealth
 from app.ports import Clock, KeyStore
+from tests.support.key_story import accepts
 from tests.unit.fakes_keys import START, FakeClock, FakeKeyStore
 
 WEEK = timedelta(days=7)
@@ -24,14 +25,6 @@ def make_service(store: KeyStore, clock: Clock, *, grace: float = 0) -> KeyRotat
 
 def stored_key(created=START, lifetime=WEEK) -> ApiKey:
     return ApiKey(value=random_key_value(), created_at=created, expires_at=created + lifetime)
-
-
-def accepts(service: KeyRotationService, key: str) -> bool:
-    try:
-        service.authenticate(key)
-    except InvalidApiKey:
-        return False
-    return True
 
 
 # --- rotation on boot -------------------------------------------------------------------------
@@ -332,9 +325,9 @@ class BrokenStore(FakeKeyStore):
 def test_an_unusable_store_says_so_and_recovers_when_fixed(caplog):
     store, clock = BrokenStore(), FakeClock()
     service = make_service(store, clock)
-    with caplog.at_level(logging.ERROR, logger="app.domain.keys"):
-        with pytest.raises(KeyStoreUnavailable) as info:
-            service.authenticate(random_key_value())
+    with caplog.at_level(logging.ERROR, logger="app.domain.keys"), \
+            pytest.raises(KeyStoreUnavailable) as info:
+        service.authenticate(random_key_value())
     assert "/srv/keys.json" not in info.value.message and "/srv/keys.json" in caplog.text
     health = service.health()
     assert not health.serving and health.message == "the key file is a directory"
