@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # torch==2.13.0 is pinned in pyproject.toml: it is the CPU build this machine has on disk.
 STAMP := $(VENV)/.installed
+# Where `make serve` listens (`make serve PORT=9000`, or HOST/PORT in the environment).
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: install serve test lint bench clean
 
@@ -21,8 +24,10 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# --no-proxy-headers: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, letting a
+# local client pose as any address; TRUST_PROXY_HEADERS alone decides whether that header counts.
 serve: install
-	$(BIN)/uvicorn app.main:create_app --factory --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+	$(BIN)/uvicorn app.main:create_app --factory --no-proxy-headers --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/lint-imports

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from dependency_injector import containers, providers
+from pydantic import SecretStr
 
 from app.adapters.groq import GroqProvider
 from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local_model import resolve_model_source
 from app.adapters.system_clock import SystemClock
-from app.domain.attempts import FailedAttemptLimiter
+from app.domain.attempts import ClientAddressPolicy, FailedAttemptLimiter
 from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.failover import ResilientUpstream, RetryPolicy
@@ -48,19 +49,14 @@ async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient
         yield client
 
 
-def config_from_settings(settings: Settings) -> dict[str, Any]:
-    """Plain values for the container's Configuration (secrets unwrapped here only)."""
-    groq_key = settings.groq_api_key.get_secret_value() if settings.groq_api_key else ""
-    admin = settings.admin_secret.get_secret_value() if settings.admin_secret else None
-    key_secret = settings.key_secret.get_secret_value() if settings.key_secret else ""
-    return {
-        **settings.model_dump(exclude={"groq_api_key", "admin_secret", "groq_models", "key_secret"}),
-        "groq_api_key": groq_key,
-        "admin_secret": admin,
-        "key_secret": key_secret,
-        "groq_models": settings.groq_model_list(),
-        "upstream": "groq" if groq_key else "none",
-    }
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret's value for the adapter that needs it (unwrapped here only); None when unset."""
+    return secret.get_secret_value() if secret is not None else None
+
+
+def upstream_choice(groq_api_key: SecretStr | None) -> str:
+    """`groq` when a Groq key is set; `none` otherwise: every request is served locally."""
+    return "groq" if groq_api_key is not None else "none"
 
 
 def guard_upstream(*, upstream: LLMProvider | None, **guards: Any) -> ResilientUpstream | None:
@@ -69,55 +65,59 @@ def guard_upstream(*, upstream: LLMProvider | None, **guards: Any) -> ResilientU
 
 
 class Container(containers.DeclarativeContainer):
-    """Dependency-injection container of the server."""
+    """Dependency-injection container of the server; `create_app()` supplies the settings."""
 
-    config = providers.Configuration()
+    settings = providers.Dependency(instance_of=Settings)
 
     clock = providers.Singleton(SystemClock)
     key_store = providers.Selector(
-        config.key_store,
-        file=providers.Singleton(JsonFileKeyStore, path=config.key_file),
-        derived=providers.Singleton(HmacDerivedKeyStore, secret=config.key_secret, clock=clock,
-                                    rotation_days=config.key_rotation_days.as_float()))
+        settings.provided.key_store,
+        file=providers.Singleton(JsonFileKeyStore, path=settings.provided.key_file),
+        derived=providers.Singleton(HmacDerivedKeyStore, secret=providers.Callable(reveal, settings.provided.key_secret),
+                                    clock=clock, rotation_days=settings.provided.key_rotation_days))
     key_service = providers.Singleton(
-        KeyRotationService, store=key_store, clock=clock,
-        rotation_days=config.key_rotation_days.as_float(),
-        grace_seconds=config.key_grace_seconds.as_float())
-    admin_guard = providers.Singleton(AdminGuard, secret=config.admin_secret)
+        KeyRotationService, store=key_store, clock=clock, rotation_days=settings.provided.key_rotation_days,
+        grace_seconds=settings.provided.key_grace_seconds)
+    admin_guard = providers.Singleton(AdminGuard, secret=providers.Callable(reveal, settings.provided.admin_secret))
     attempt_limiter = providers.Singleton(
-        FailedAttemptLimiter, clock=clock, max_failures=config.auth_max_failures.as_int(),
-        window_seconds=config.auth_failure_window_seconds.as_float())
+        FailedAttemptLimiter, clock=clock, max_failures=settings.provided.auth_max_failures,
+        window_seconds=settings.provided.auth_failure_window_seconds)
+    client_addresses = providers.Singleton(
+        ClientAddressPolicy, trust_proxy_headers=settings.provided.trust_proxy_headers,
+        trusted_hops=settings.provided.trusted_proxy_hops)
 
-    http_client = providers.Resource(open_http_client, timeout=config.groq_timeout_seconds.as_float())
+    http_client = providers.Resource(open_http_client, timeout=settings.provided.groq_timeout_seconds)
     groq = providers.Singleton(
-        GroqProvider, client=http_client, api_key=config.groq_api_key,
-        models=config.groq_models, base_url=config.groq_base_url)
-    local_source = providers.Singleton(resolve_model_source, config.local_model)
+        GroqProvider, client=http_client, api_key=providers.Callable(reveal, settings.provided.groq_api_key),
+        models=settings.provided.groq_model_list.call(), base_url=settings.provided.groq_base_url)
+    local_source = providers.Singleton(resolve_model_source, settings.provided.local_model)
     local = providers.Selector(
-        config.local_runner,
+        settings.provided.local_runner,
         transformers=providers.Singleton(
-            transformers_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
-            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
-            cache_dir=config.local_model_cache, weights=config.local_weights,
-            context_tokens=config.local_context_tokens.as_int(),
-            batch_size=config.local_batch_size.as_int()),
+            transformers_provider, source=local_source, max_tokens=settings.provided.local_max_tokens,
+            threads=settings.provided.local_threads, max_queue=settings.provided.local_max_queue,
+            cache_dir=settings.provided.local_model_cache, weights=settings.provided.local_weights,
+            context_tokens=settings.provided.local_context_tokens,
+            batch_size=settings.provided.local_batch_size),
         llamacpp=providers.Singleton(
-            llamacpp_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
-            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
-            context_tokens=config.local_context_tokens.as_int()),
+            llamacpp_provider, source=local_source, max_tokens=settings.provided.local_max_tokens,
+            threads=settings.provided.local_threads, max_queue=settings.provided.local_max_queue,
+            context_tokens=settings.provided.local_context_tokens),
     )
-    upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
+    upstream = providers.Selector(providers.Callable(upstream_choice, settings.provided.groq_api_key),
+                                  groq=groq, none=providers.Object(None))
 
     sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait
     circuit_breaker = providers.Singleton(
-        CircuitBreaker, clock=clock, failure_threshold=config.circuit_failure_threshold.as_int(),
-        cooldown_seconds=config.circuit_cooldown_seconds.as_float())
+        CircuitBreaker, clock=clock, failure_threshold=settings.provided.circuit_failure_threshold,
+        cooldown_seconds=settings.provided.circuit_cooldown_seconds)
     retry_policy = providers.Singleton(
-        RetryPolicy, max_retries=config.groq_max_retries.as_int(),
-        base_seconds=config.groq_retry_base_seconds.as_float(),
-        max_retry_after_seconds=config.groq_max_retry_after_seconds.as_float())
+        RetryPolicy, max_retries=settings.provided.groq_max_retries,
+        base_seconds=settings.provided.groq_retry_base_seconds,
+        max_retry_after_seconds=settings.provided.groq_max_retry_after_seconds)
     guarded_upstream = providers.Singleton(
         guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
 
     chat_service = providers.Singleton(
-        ChatService, upstream=guarded_upstream, local=local, fallback_to_local=config.fallback_to_local)
+        ChatService, upstream=guarded_upstream, local=local,
+        fallback_to_local=settings.provided.fallback_to_local)

@@ -14,8 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.containers import Container, config_from_settings
+from app.containers import Container
+from app.domain.errors import KeyStoreUnavailable
+from app.domain.keys import KeyRotationService
 from app.entrypoints.http import auth, routes_admin, routes_health, routes_openai, routes_seed
+from app.entrypoints.http.client_key import ClientKeyMiddleware
 from app.entrypoints.http.errors import install_error_handlers
 from app.ports.model_loader import ModelLoader
 from app.settings import Settings
@@ -41,21 +44,32 @@ async def _settled(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+async def _announce_client_key(keys: KeyRotationService, settings: Settings) -> None:
+    """Boot: rotate a missing or expired key and say where to read it; a broken store is logged, not raised."""
+    try:
+        key = await keys.current_async()
+    except KeyStoreUnavailable:
+        return  # the key service logged what is wrong; authenticated requests answer 503 until it is fixed
+    source = settings.key_file if settings.key_store == "file" else "KEY_SECRET (derived)"
+    log.info("client key valid until %s (read it from %s or GET /current-key)",
+             key.expires_at.isoformat(), source)
+    health = await keys.health_async()
+    if not health.writable:
+        log.warning("client keys: %s; the key in hand works until it expires", health.message)
+
+
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build a new app with its own container (tests may pass either)."""
     settings = settings or Settings()
     container = container or Container()
-    container.config.from_dict(config_from_settings(settings))
+    container.settings.override(settings)
     container.wire(modules=WIRED_MODULES)
     _configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _settled(container.init_resources())
-        key = (await _settled(container.key_service())).current()  # boot: rotate a missing or expired key
-        source = settings.key_file if settings.key_store == "file" else "KEY_SECRET (derived)"
-        log.info("client key valid until %s (read it from %s or GET /current-key)",
-                 key.expires_at.isoformat(), source)
+        await _announce_client_key(await _settled(container.key_service()), settings)
         if not settings.groq_api_key:
             log.info("GROQ_API_KEY is not set: every request is served by the local model")
         local: ModelLoader = await _settled(container.local())
@@ -73,6 +87,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                   lifespan=lifespan)
     app.state.container = container
     install_error_handlers(app)
+    app.add_middleware(ClientKeyMiddleware)  # the key before the body
     app.include_router(routes_seed.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_openai.router)

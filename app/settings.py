@@ -1,24 +1,47 @@
-"""Server settings, read from the environment and an optional `.env` file."""
+"""Server settings, read from the environment and an optional `.env` file.
+
+Grouped by concern as llama-cpp-python's server groups its own: one class per
+concern (Groq and failover, client keys and auth, the local model, the server
+process), and `Settings` composes them by inheritance. Every field keeps the
+name of its environment variable, so the groups need no prefix, the composed
+class reads the same flat variables, and README's table lists
+`Settings.model_fields`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
 
 MIN_KEY_SECRET_LENGTH = 32
 
 
-class Settings(BaseSettings):
-    """Every option of the server; README's table lists the same variables."""
+class _EnvSettings(BaseSettings):
+    """Where every group reads from."""
 
     # hide_input_in_errors: a validation error must not print the secrets it was given.
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
                                       hide_input_in_errors=True)
 
-    groq_api_key: SecretStr | None = Field(
+
+def _blank_is_unset(value: object) -> object:
+    """A blank secret is unset; others lose surrounding spaces, which no HTTP header can carry."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_unset)]
+
+
+class GroqSettings(_EnvSettings):
+    """The upstream (Groq), its retries and circuit breaker, and when to fall back to the local model."""
+
+    groq_api_key: OptionalSecret = Field(
         default=None, description="Groq API key. Unset: every request is served by the local model.")
     groq_base_url: str = Field(
         default="https://api.groq.com/openai/v1", description="Groq's OpenAI-compatible base URL.")
@@ -46,7 +69,17 @@ class Settings(BaseSettings):
     circuit_cooldown_seconds: float = Field(
         default=30.0, gt=0, description="How long the circuit stays open before one probe request "
                                         "tries Groq again.")
-    admin_secret: SecretStr | None = Field(
+
+    def groq_model_list(self) -> list[str]:
+        """GROQ_MODEL then GROQ_MODELS, without duplicates, in order."""
+        extra = [m.strip() for m in self.groq_models.split(",") if m.strip()]
+        return list(dict.fromkeys([self.groq_model, *extra]))
+
+
+class KeySettings(_EnvSettings):
+    """The rotating client key, the admin secret, and brute-force damping."""
+
+    admin_secret: OptionalSecret = Field(
         default=None, description="Secret for the `admin-secret` header of admin endpoints. "
                                   "Unset: admin endpoints answer 403.")
     key_file: str = Field(
@@ -58,7 +91,7 @@ class Settings(BaseSettings):
                                     "KEY_FILE (rotatable on demand, lost with the disk); `derived` "
                                     "computes each period's key from KEY_SECRET (no storage, same key "
                                     "on every restart and replica).")
-    key_secret: SecretStr | None = Field(
+    key_secret: OptionalSecret = Field(
         default=None, description="Server secret the `derived` key store derives keys from (at least "
                                   f"{MIN_KEY_SECRET_LENGTH} characters). Required when KEY_STORE=derived; "
                                   "changing it replaces the key at once.")
@@ -77,6 +110,20 @@ class Settings(BaseSettings):
         default=1, ge=1, description="With TRUST_PROXY_HEADERS, how many proxies append to "
                                      "X-Forwarded-For; the client is that many entries from the right "
                                      "(entries further left can be forged by the client).")
+
+    @model_validator(mode="after")
+    def _derived_keys_need_a_secret(self) -> KeySettings:
+        secret = self.key_secret.get_secret_value() if self.key_secret else ""
+        if self.key_store == "derived" and len(secret) < MIN_KEY_SECRET_LENGTH:
+            raise ValueError(f"KEY_STORE=derived needs KEY_SECRET set to a random string of at least "
+                             f"{MIN_KEY_SECRET_LENGTH} characters (the client key is only as secret as it); "
+                             "refusing to start with a guessable key")
+        return self
+
+
+class LocalSettings(_EnvSettings):
+    """The local model and its runner."""
+
     local_model: str = Field(
         default="", description="Local model: empty for the embedded SmolLM2-135M-Instruct, a "
                                 "Hugging Face id (TinyLlama/TinyLlama-1.1B-Chat-v1.0), a directory "
@@ -112,20 +159,13 @@ class Settings(BaseSettings):
     local_context_tokens: int = Field(
         default=0, ge=0, description="Context window of the local model in tokens, capped at the "
                                      "model's own (0: the model's own). Smaller saves memory.")
-    host: str = Field(default="127.0.0.1", description="Address `make serve` binds.")
-    port: int = Field(default=8000, description="Port the server listens on.")
+
+
+class ServerSettings(_EnvSettings):
+    """The server process itself (HOST and PORT are uvicorn's, given on its command line)."""
+
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
-    @model_validator(mode="after")
-    def _derived_keys_need_a_secret(self) -> Settings:
-        secret = self.key_secret.get_secret_value() if self.key_secret else ""
-        if self.key_store == "derived" and len(secret) < MIN_KEY_SECRET_LENGTH:
-            raise ValueError(f"KEY_STORE=derived needs KEY_SECRET set to a random string of at least "
-                             f"{MIN_KEY_SECRET_LENGTH} characters (the client key is only as secret as it); "
-                             "refusing to start with a guessable key")
-        return self
 
-    def groq_model_list(self) -> list[str]:
-        """GROQ_MODEL then GROQ_MODELS, without duplicates, in order."""
-        extra = [m.strip() for m in self.groq_models.split(",") if m.strip()]
-        return list(dict.fromkeys([self.groq_model, *extra]))
+class Settings(GroqSettings, KeySettings, LocalSettings, ServerSettings):
+    """Every option of the server; README's table lists the same variables."""

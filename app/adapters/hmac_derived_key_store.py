@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.domain.errors import RotationNotSupported
 from app.domain.keys import BODY_LENGTH, format_key, to_base62
-from app.domain.models import ApiKey, KeyState
+from app.domain.models import ApiKey, KeyState, KeyStoreHealth
 from app.ports import Clock
 
 # Periods are fixed windows of the rotation length counted from here, so every
@@ -49,6 +49,15 @@ class HmacDerivedKeyStore:
         start = self._anchor + period * self._lifetime
         return ApiKey(value=format_key(to_base62(int.from_bytes(digest, "big"), width=BODY_LENGTH)),
                       created_at=start, expires_at=start + self._lifetime)
+
+    def version(self) -> int:
+        """The current period: the derived state changes with it and nothing else."""
+        return self.period(self._clock.now())
+
+    def health(self) -> KeyStoreHealth:
+        """Always able: keys are computed, nothing is read or written."""
+        return KeyStoreHealth(serving=True, readable=True, writable=True,
+                              message="ok (keys are derived from KEY_SECRET)")
 
     def load(self) -> KeyState:
         """The current period's key, and the previous period's as `previous`."""

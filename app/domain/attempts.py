@@ -11,6 +11,31 @@ from app.domain.errors import TooManyAttempts
 from app.ports import Clock
 
 
+@dataclass(frozen=True, slots=True)
+class ClientAddressPolicy:
+    """Which address brute-force damping counts a request by.
+
+    Off (`trust_proxy_headers` false): the TCP peer. Behind proxies that each
+    append to X-Forwarded-For, the client is the entry `trusted_hops` from the
+    right; anything further left the client wrote itself.
+    """
+
+    trust_proxy_headers: bool = False
+    trusted_hops: int = 1
+
+    def __post_init__(self) -> None:
+        if self.trusted_hops < 1:
+            raise ValueError("trusted_hops must be at least 1")
+
+    def client_address(self, peer: str | None, forwarded_for: str | None) -> str:
+        """The client's address from the TCP peer and the joined X-Forwarded-For headers."""
+        if self.trust_proxy_headers and forwarded_for:
+            hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+            if hops:
+                return hops[-min(self.trusted_hops, len(hops))]
+        return peer or "unknown"
+
+
 @dataclass(slots=True)
 class _Record:
     failures: deque[datetime] = field(default_factory=deque)

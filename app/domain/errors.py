@@ -36,6 +36,20 @@ class RotationNotSupported(DomainError):
     """The key store cannot rotate on demand (derived keys)."""
 
 
+class KeyStoreUnavailable(DomainError):
+    """The client-key store cannot be read or written, so no key can be checked.
+
+    `reason` says what is wrong, for the server log (it may name a path);
+    clients only get the generic message.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float = 30) -> None:
+        super().__init__("The server cannot check client keys right now: its key store is unavailable. "
+                         "Retry later; the server's log says what is wrong.")
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class InvalidRequest(DomainError):
     """The request is well-formed JSON but asks for something we cannot do."""
 

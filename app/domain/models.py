@@ -32,6 +32,16 @@ class KeyState:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyStoreHealth:
+    """Whether client keys can be served: read now, and replaced when due. `message` names no secret."""
+
+    serving: bool
+    readable: bool
+    writable: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One message of a conversation, content already flattened to text."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -15,9 +16,17 @@ import httpx
 import pytest
 
 from app.adapters.json_file_key_store import JsonFileKeyStore
-from app.domain.keys import looks_like_key
+from app.domain.keys import looks_like_key, random_key_value
 from tests.integration.keys_helpers import (
-    WORKTREE, child_env, fake_upstream, free_port, kill, read_line, run_python, spawn_python, wait_for,
+    WORKTREE,
+    child_env,
+    fake_upstream,
+    free_port,
+    kill,
+    read_line,
+    run_python,
+    spawn_python,
+    wait_for,
 )
 
 SECRET = "p" * 16 + "derived-secret-for-process-tests"
@@ -249,9 +258,10 @@ def test_sigkill_at_a_random_point_of_a_rotation_loop_leaves_a_valid_key(tmp_pat
 
 # --- real uvicorn with four workers --------------------------------------------------------------
 
-def start_uvicorn(port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
+def start_uvicorn(port: int, log: Path, prefix: tuple[str, ...] = (), **env: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
+        [*prefix, sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--no-proxy-headers",
+         "--host", "127.0.0.1",
          "--port", str(port), *env.pop("_args", "").split()],
         cwd=WORKTREE, env=child_env(**env), stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)
@@ -272,7 +282,8 @@ def test_uvicorn_with_four_workers_on_one_key_file(tmp_path: Path):
     port = free_port()
     with fake_upstream() as upstream_url:
         server = start_uvicorn(port, log, KEY_FILE=str(key_file), ADMIN_SECRET=ADMIN, GROQ_API_KEY="gsk-fake",
-                               GROQ_BASE_URL=upstream_url, FALLBACK_TO_LOCAL="false", _args="--workers 4")
+                               GROQ_BASE_URL=upstream_url, FALLBACK_TO_LOCAL="false", AUTH_MAX_FAILURES="100",
+                               _args="--workers 4")
         try:
             wait_for(lambda: log.read_text(errors="replace").count("Application startup complete") >= 4
                      or server.poll() is not None, timeout=150, interval=0.2, what="4 workers to start")
@@ -292,6 +303,12 @@ def test_uvicorn_with_four_workers_on_one_key_file(tmp_path: Path):
                     assert admin.status_code == 200 and admin.json()["api_key"] == key
                 wrong = http.post("/chat", json=ping, headers={"Authorization": "Bearer sk-wrong"})
                 assert wrong.status_code == 401
+                # one worker rotates; every worker holds to it from its next request (each keeps the
+                # key in memory and re-reads the file when it changed)
+                new = http.post("/rotate-key", headers={"admin-secret": ADMIN}).json()["api_key"]
+                for _ in range(12):
+                    assert http.post("/chat", json=ping, headers={"x-api-key": key}).status_code == 401
+                    assert http.post("/chat", json=ping, headers={"x-api-key": new}).status_code == 200
             assert key not in log.read_text(errors="replace")  # the key is never logged
         finally:
             stop(server)
@@ -308,3 +325,41 @@ def test_derived_mode_without_key_secret_fails_to_start(tmp_path: Path):
     output = log.read_text(errors="replace")
     assert server.returncode != 0
     assert "KEY_SECRET" in output and "tooshort" not in output and ADMIN not in output
+
+
+def without_root_file_access() -> tuple[str, ...]:
+    """A command prefix under which file modes bind: root drops its capability to ignore them."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: a read-only directory cannot be made to bind")
+    return (setpriv, "--bounding-set", "-dac_override,-dac_read_search")
+
+
+def test_a_read_only_key_directory_starts_the_server_and_says_what_is_wrong(tmp_path: Path):
+    keys_dir, log = tmp_path / "keys", tmp_path / "uvicorn.log"
+    keys_dir.mkdir()
+    keys_dir.chmod(0o555)
+    key_file = keys_dir / "current_key.json"
+    port = free_port()
+    server = start_uvicorn(port, log, without_root_file_access(), KEY_FILE=str(key_file), ADMIN_SECRET=ADMIN)
+    try:
+        wait_for(lambda: "Application startup complete" in log.read_text(errors="replace")
+                 or server.poll() is not None, timeout=150, interval=0.2, what="the server to start")
+        assert server.poll() is None, log.read_text(errors="replace")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            ready = http.get("/readyz")
+            chat = http.post("/chat", json={"prompt": "hi"}, headers={"x-api-key": random_key_value()})
+            admin = http.get("/current-key", headers={"admin-secret": ADMIN})
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "key_store_unavailable"
+        assert "not writable" in ready.json()["error"]["message"]
+        for response in (chat, admin):
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "key_store_unavailable"
+    finally:
+        stop(server)
+        keys_dir.chmod(0o755)
+    output = log.read_text(errors="replace")
+    assert "Traceback" not in output
+    assert f"client keys cannot be served: the key file {key_file} or its directory cannot be used" in output

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
 import stat
 import threading
 from datetime import UTC, datetime, timedelta
@@ -16,25 +19,19 @@ from app.adapters.hmac_derived_key_store import PERIOD_ANCHOR, HmacDerivedKeySto
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.system_clock import SystemClock
 from app.containers import Container
-from app.domain.errors import InvalidApiKey, RotationNotSupported
+from app.domain.errors import KeyStoreUnavailable, RotationNotSupported
 from app.domain.keys import KeyRotationService, looks_like_key, random_key_value
 from app.domain.models import ApiKey, KeyState
 from app.main import create_app
 from app.ports import Clock, KeyStore
 from app.settings import Settings
+from tests.support.key_story import accepts
+from tests.unit.fakes import FakeLLMProvider
 from tests.unit.fakes_keys import FakeClock
 
 SECRET = "k" * 20 + "derived-key-secret-for-tests"
 ADMIN = "admin-secret-for-tests"
 WEEK = timedelta(days=7)
-
-
-def accepts(service: KeyRotationService, key: str) -> bool:
-    try:
-        service.authenticate(key)
-    except InvalidApiKey:
-        return False
-    return True
 
 
 # --- JsonFileKeyStore ---------------------------------------------------------------------------
@@ -199,7 +196,7 @@ def test_key_store_setting_picks_the_adapter(tmp_path: Path):
 
 def app_client(clock: FakeClock, **settings) -> TestClient:
     container = Container()
-    container.override_providers(clock=clock)
+    container.override_providers(clock=clock, local=FakeLLMProvider(name="local", models=["local/fake"]))
     return TestClient(create_app(Settings(_env_file=None, admin_secret=ADMIN, **settings), container))
 
 
@@ -272,3 +269,133 @@ def test_derived_mode_through_the_app_rotates_at_the_boundary_with_grace_zero():
     second = client.get("/current-key", headers={"admin-secret": ADMIN}).json()
     assert second["api_key"] != first["api_key"]
     assert chat_status(client, first["api_key"]) == 401 and chat_status(client, second["api_key"]) == 400
+
+
+# --- key store health: corrupt, lost and unusable key files -------------------------------------
+
+@pytest.mark.parametrize("content", ["", "[]", "garbage", '{"api_key": "sk-x"}'])
+def test_a_corrupt_key_file_is_set_aside_and_reported_without_the_key(tmp_path: Path, content: str, caplog):
+    path = tmp_path / "current_key.json"
+    clock = FakeClock()
+    first = KeyRotationService(store=JsonFileKeyStore(path=path), clock=clock, rotation_days=7).current()
+    path.write_text(content)
+    with caplog.at_level(logging.WARNING, logger="app.adapters.json_file_key_store"):
+        key = KeyRotationService(store=JsonFileKeyStore(path=path), clock=clock, rotation_days=7).current()
+    aside = list(tmp_path.glob("current_key.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == content
+    assert re.fullmatch(r"current_key\.json\.corrupt-\d{8}T\d{6}\.\d{6}Z", aside[0].name)
+    assert key.value != first.value and JsonFileKeyStore(path=path).load().current == key
+    assert str(path) in caplog.text and "corrupt" in caplog.text
+    assert first.value not in caplog.text and key.value not in caplog.text
+
+
+def test_after_a_corrupt_key_file_the_lost_key_works_for_the_grace_window(tmp_path: Path):
+    path = tmp_path / "k.json"
+    clock = FakeClock()
+    client = app_client(clock, key_file=str(path), key_grace_seconds=60)
+    old = client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
+    path.write_text("[]")
+    new = client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
+    assert new != old
+    assert chat_status(client, old) == 400 and chat_status(client, new) == 400
+    clock.advance(seconds=60)
+    assert chat_status(client, old) == 401 and chat_status(client, new) == 400
+
+
+def test_a_deleted_key_file_is_recovered_from_its_backup_for_the_grace_window(tmp_path: Path):
+    path = tmp_path / "k.json"
+    clock = FakeClock()
+    service = KeyRotationService(store=JsonFileKeyStore(path=path), clock=clock, rotation_days=7,
+                                 grace_seconds=30)
+    old = service.current()
+    path.unlink()
+    new = service.current()
+    assert new != old and accepts(service, old.value) and accepts(service, new.value)
+    clock.advance(seconds=30)
+    assert not accepts(service, old.value)
+
+
+def test_file_store_version_changes_with_every_write_even_within_one_clock_tick(tmp_path: Path):
+    path = tmp_path / "k.json"
+    service = KeyRotationService(store=JsonFileKeyStore(path=path), clock=SystemClock(), rotation_days=7)
+    service.current()
+    store = JsonFileKeyStore(path=path)
+    versions = [store.version()]
+    for _ in range(30):
+        service.rotate_now()
+        versions.append(store.version())
+    assert len(set(versions)) == len(versions)
+    future = path.stat().st_mtime_ns + 3600 * 10**9  # a file stamped ahead of this clock
+    os.utime(path, ns=(future, future))
+    service.rotate_now()
+    assert path.stat().st_mtime_ns > future  # a write never leaves the mtime where it was
+
+
+class CountingJsonFileKeyStore(JsonFileKeyStore):
+    """The real file store, counting its full reads."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.loads = 0
+
+    def load(self) -> KeyState | None:
+        self.loads += 1
+        return super().load()
+
+
+def test_the_key_file_is_read_only_after_it_changed(tmp_path: Path):
+    path = tmp_path / "k.json"
+    store = CountingJsonFileKeyStore(path=path)
+    service = KeyRotationService(store=store, clock=SystemClock(), rotation_days=7)
+    key = service.current()
+    assert accepts(service, key.value)
+    reads = store.loads
+    for _ in range(100):
+        assert accepts(service, key.value)
+    assert store.loads == reads
+    rotated = KeyRotationService(store=JsonFileKeyStore(path=path), clock=SystemClock(),
+                                 rotation_days=7).rotate_now()
+    assert not accepts(service, key.value) and accepts(service, rotated.value)
+    assert store.loads == reads + 1
+
+
+def test_a_directory_in_place_of_the_key_file_gives_503_and_readyz_503(tmp_path: Path, caplog):
+    path = tmp_path / "k.json"
+    path.mkdir()
+    clock = FakeClock()
+    with caplog.at_level(logging.INFO), app_client(clock, key_file=str(path)) as client:  # starts
+        chat = client.post("/chat", json={"prompt": "hi"}, headers={"x-api-key": random_key_value()})
+        models = client.get("/v1/models", headers={"Authorization": f"Bearer {random_key_value()}"})
+        ready = client.get("/readyz")
+        admin = client.get("/current-key", headers={"admin-secret": ADMIN})
+        for response in (chat, models, admin):
+            assert response.status_code == 503 and response.headers["retry-after"] == "30"
+            assert response.json()["error"]["code"] == "key_store_unavailable"
+            assert str(path) not in response.text
+        assert ready.status_code == 503 and "directory" in ready.json()["error"]["message"]
+        path.rmdir()  # fixed by the operator: served again, without a restart
+        assert client.get("/readyz").status_code == 200
+        key = client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
+        assert chat_status(client, key) == 400
+    assert f"the key file {path} is a directory" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_a_key_file_under_a_regular_file_gives_503(tmp_path: Path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    service = KeyRotationService(store=JsonFileKeyStore(path=blocker / "k.json"), clock=FakeClock(),
+                                 rotation_days=7)
+    with pytest.raises(KeyStoreUnavailable) as info:
+        service.current()
+    assert str(blocker) in info.value.reason
+    assert not service.health().serving
+
+
+def test_admin_key_answers_are_not_cached_and_the_admin_secret_is_trimmed(tmp_path: Path):
+    client = app_client(FakeClock(), key_file=str(tmp_path / "k.json"))
+    read = client.get("/current-key", headers={"admin-secret": f"  {ADMIN}\t"})
+    assert read.status_code == 200 and read.headers["cache-control"] == "no-store"
+    rotated = client.post("/rotate-key", headers={"admin-secret": f" {ADMIN} "})
+    assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
+    assert client.get("/current-key", headers={"admin-secret": f"x{ADMIN}"}).status_code == 401

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.adapters.transformers_runner import TransformersProvider
-from app.containers import Container, config_from_settings
+from app.containers import Container
 from app.domain.errors import ContextTooLong, Overloaded
 from app.entrypoints.http.errors import domain_error_response
 from app.settings import Settings
@@ -117,7 +117,7 @@ async def test_requests_beyond_the_queue_get_503_with_retry_after() -> None:
 
 def test_the_container_selects_llamacpp_from_settings(tmp_path: Path) -> None:
     container = Container()
-    container.config.from_dict(config_from_settings(Settings(
-        _env_file=None, key_file=str(tmp_path / "key.json"), local_runner="llamacpp")))
+    container.settings.override(Settings(_env_file=None, key_file=str(tmp_path / "key.json"),
+                                         local_runner="llamacpp"))
 
     assert isinstance(container.local(), LlamaCppProvider)

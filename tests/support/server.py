@@ -38,7 +38,8 @@ class AppServer:
         """Start and wait until /healthz answers."""
         log = self.log_path.open("wb")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--app-dir", str(REPO_ROOT),
+            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--no-proxy-headers",
+             "--app-dir", str(REPO_ROOT),
              "--host", "127.0.0.1", "--port", str(self.port), *self._args],
             cwd=self.workdir, env=self._env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 
-from app.domain.models import ApiKey, KeyState
+from app.domain.models import ApiKey, KeyState, KeyStoreHealth
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -36,6 +37,14 @@ class FakeKeyStore:
         if state is not None:
             self.data["state"] = state
         self.corrupt = False
+
+    def version(self) -> Hashable:
+        """The stored state itself: it changes exactly when the state does."""
+        return (self.corrupt, self.data.get("state"))
+
+    def health(self) -> KeyStoreHealth:
+        """A dict is always readable and writable."""
+        return KeyStoreHealth(serving=True, readable=True, writable=True, message="ok")
 
     def load(self) -> KeyState | None:
         """The stored state; None when empty or marked corrupt (as an unreadable file)."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 from fastapi.testclient import TestClient
 
 from app.containers import Container
-from app.domain.attempts import FailedAttemptLimiter
+from app.domain.attempts import ClientAddressPolicy, FailedAttemptLimiter
 from app.domain.errors import TooManyAttempts
-from app.entrypoints.http.auth import pick_client_address
 from app.main import create_app
 from app.settings import Settings
 from tests.unit.fakes_keys import FakeClock, FakeKeyStore
@@ -108,7 +106,8 @@ def test_memory_is_bounded_by_forgetting_the_least_recent_address():
     (None, None, False, 1, "unknown"),
 ])
 def test_client_address(peer, xff, trust, hops, expected):
-    assert pick_client_address(peer, xff, trust_proxy_headers=trust, trusted_hops=hops) == expected
+    policy = ClientAddressPolicy(trust_proxy_headers=trust, trusted_hops=hops)
+    assert policy.client_address(peer, xff) == expected
 
 
 # --- through the HTTP guards, fakes in through the real container ------------------------------

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 from datetime import timedelta
 
 import pytest
 
-from app.domain.errors import AdminDisabled, InvalidAdminSecret, InvalidApiKey
+from app.domain.errors import AdminDisabled, InvalidAdminSecret, InvalidApiKey, KeyStoreUnavailable
 from app.domain.keys import BASE62, AdminGuard, KeyRotationService, looks_like_key, random_key_value
-from app.domain.models import ApiKey, KeyState
+from app.domain.models import ApiKey, KeyState, KeyStoreHealth
 from app.ports import Clock, KeyStore
+from tests.support.key_story import accepts
 from tests.unit.fakes_keys import START, FakeClock, FakeKeyStore
 
 WEEK = timedelta(days=7)
@@ -21,14 +25,6 @@ def make_service(store: KeyStore, clock: Clock, *, grace: float = 0) -> KeyRotat
 
 def stored_key(created=START, lifetime=WEEK) -> ApiKey:
     return ApiKey(value=random_key_value(), created_at=created, expires_at=created + lifetime)
-
-
-def accepts(service: KeyRotationService, key: str) -> bool:
-    try:
-        service.authenticate(key)
-    except InvalidApiKey:
-        return False
-    return True
 
 
 # --- rotation on boot -------------------------------------------------------------------------
@@ -217,3 +213,125 @@ def test_grace_counts_from_the_old_expiry_when_the_rotation_happens_late():
     clock.set(first.expires_at + timedelta(days=30))  # first request after a long idle spell
     assert service.current().value != first.value
     assert not accepts(service, first.value)
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("days, words", [(7, "7 days"), (1, "1 day"), (0.5, "12 hours"), (1.5, "1.5 days"),
+                                         (1 / 24, "1 hour"), (0.001, "1.44 minutes"), (1e-5, "0.86 seconds")])
+def test_the_expired_key_message_names_a_fractional_rotation_period_truthfully(days, words):
+    store, clock = FakeKeyStore(), FakeClock()
+    service = KeyRotationService(store=store, clock=clock, rotation_days=days)
+    first = service.current()
+    clock.set(first.expires_at)
+    with pytest.raises(InvalidApiKey) as info:
+        service.authenticate(first.value)
+    assert f"Keys rotate every {words};" in info.value.message
+    assert "0 days" not in info.value.message
+
+
+# --- the key in memory ---------------------------------------------------------------------------
+
+class CountingStore(FakeKeyStore):
+    """Counts full reads and records the thread each ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+        self.threads: set[str] = set()
+
+    def load(self) -> KeyState | None:
+        self.loads += 1
+        self.threads.add(threading.current_thread().name)
+        return super().load()
+
+
+def test_the_store_is_read_again_only_when_it_changed_or_the_key_expired():
+    store, clock = CountingStore(), FakeClock()
+    service = make_service(store, clock)
+    key = service.current()
+    assert accepts(service, key.value)  # after its own write, the service reads the store back once
+    reads = store.loads
+    for _ in range(50):
+        assert accepts(service, key.value)
+    assert store.loads == reads
+    other = make_service(store, clock).rotate_now()  # another process rotates
+    assert not accepts(service, key.value) and accepts(service, other.value)
+    assert store.loads > reads
+    reads = store.loads
+    for _ in range(50):
+        assert accepts(service, other.value)
+    assert store.loads == reads
+    clock.set(other.expires_at)
+    assert not accepts(service, other.value)
+    assert store.loads > reads
+
+
+async def test_async_authentication_reads_the_store_off_the_event_loop():
+    store, clock = CountingStore(), FakeClock()
+    service = make_service(store, clock)
+    key = await service.current_async()
+    await service.authenticate_async(key.value)
+    assert store.threads and threading.current_thread().name not in store.threads
+    with pytest.raises(InvalidApiKey):
+        await service.authenticate_async(random_key_value())
+
+
+class GatedStore(FakeKeyStore):
+    """A store whose reads wait until the test opens the gate (a slow disk, a held lock)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def load(self) -> KeyState | None:
+        assert self.gate.wait(timeout=10), "the event loop was blocked by the key store"
+        return super().load()
+
+
+async def test_a_slow_key_store_does_not_block_the_event_loop():
+    store = GatedStore()
+    service = make_service(store, FakeClock())
+
+    async def open_gate_from_the_loop() -> None:
+        await asyncio.sleep(0.01)
+        store.gate.set()
+
+    key, _ = await asyncio.gather(service.current_async(), open_gate_from_the_loop())
+    assert looks_like_key(key.value)
+
+
+# --- an unusable store ---------------------------------------------------------------------------
+
+class BrokenStore(FakeKeyStore):
+    """A store that cannot be used until `broken` is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+
+    def load(self) -> KeyState | None:
+        if self.broken:
+            raise KeyStoreUnavailable("the key file /srv/keys.json is a directory")
+        return super().load()
+
+    def health(self) -> KeyStoreHealth:
+        if self.broken:
+            return KeyStoreHealth(serving=False, readable=False, writable=False,
+                                  message="the key file is a directory")
+        return super().health()
+
+
+def test_an_unusable_store_says_so_and_recovers_when_fixed(caplog):
+    store, clock = BrokenStore(), FakeClock()
+    service = make_service(store, clock)
+    with caplog.at_level(logging.ERROR, logger="app.domain.keys"), \
+            pytest.raises(KeyStoreUnavailable) as info:
+        service.authenticate(random_key_value())
+    assert "/srv/keys.json" not in info.value.message and "/srv/keys.json" in caplog.text
+    health = service.health()
+    assert not health.serving and health.message == "the key file is a directory"
+    store.broken = False
+    key = service.current()
+    assert accepts(service, key.value)
+    assert service.health() == KeyStoreHealth(serving=True, readable=True, writable=True, message="ok")

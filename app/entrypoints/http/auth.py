@@ -1,16 +1,26 @@
-"""Request guards: the rotating client key and the admin secret, with brute-force damping."""
+"""Request guards: the rotating client key and the admin secret, with brute-force damping.
+
+The client key is checked once, by `check_client_key`: the ClientKeyMiddleware
+calls it before the request body is read; `require_client_key` marks the routes
+that need a key (the middleware finds them by it) and checks the key itself
+only when the middleware did not.
+"""
 # No `from __future__ import annotations` here: dependency-injector reads the
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
 
 
-from typing import Annotated
+from collections.abc import MutableMapping
+from typing import Annotated, Any
 
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, Header, Request
+from starlette.datastructures import Headers
 
-from app.domain.attempts import FailedAttemptLimiter
+from app.domain.attempts import ClientAddressPolicy, FailedAttemptLimiter
 from app.domain.errors import InvalidAdminSecret, InvalidApiKey
 from app.domain.keys import AdminGuard, KeyRotationService
+
+_CHECKED = "client_key_checked"  # request-state flag set once the key passed
 
 
 def presented_key(authorization: str | None, x_api_key: str | None,
@@ -26,52 +36,58 @@ def presented_key(authorization: str | None, x_api_key: str | None,
     return None
 
 
-def pick_client_address(peer: str | None, forwarded_for: str | None, *, trust_proxy_headers: bool,
-                        trusted_hops: int) -> str:
-    """The address brute-force damping counts by.
+def forwarded_for(headers: Headers) -> str | None:
+    """Every X-Forwarded-For header of the request, joined as one list."""
+    return ",".join(headers.getlist("x-forwarded-for")) or None
 
-    Behind proxies that each append to X-Forwarded-For, the client is the entry
-    `trusted_hops` from the right; anything further left the client wrote itself.
+
+@inject
+async def check_client_key(
+    headers: Headers,
+    peer: str | None,
+    state: MutableMapping[str, Any],
+    keys: KeyRotationService = Provide["key_service"],
+    limiter: FailedAttemptLimiter = Provide["attempt_limiter"],
+    addresses: ClientAddressPolicy = Provide["client_addresses"],
+) -> None:
+    """Raise unless `headers` carry the current client key: 401, 429 after many wrong ones, 503 without a store.
+
+    On success, marks the request's `state` so the check is not repeated.
     """
-    if trust_proxy_headers and forwarded_for:
-        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-        if hops:
-            return hops[-min(trusted_hops, len(hops))]
-    return peer or "unknown"
+    presented = presented_key(headers.get("authorization"), headers.get("x-api-key"), headers.get("api-key"))
+    if presented is None:
+        await keys.authenticate_async(None)  # a missing key is no guess: 401 with a hint, not counted
+    client = addresses.client_address(peer, forwarded_for(headers))
+    limiter.check(client)
+    try:
+        await keys.authenticate_async(presented)
+    except InvalidApiKey:
+        limiter.record_failure(client)
+        raise
+    state[_CHECKED] = True
+
+
+async def require_client_key(
+    request: Request,
+    # Declared so that the OpenAPI document shows where the key goes; read by check_client_key.
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+    api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    """Route guard: the request must carry the current client key (the middleware checked it already)."""
+    state = request.scope.setdefault("state", {})
+    if not state.get(_CHECKED):
+        await check_client_key(request.headers, request.client.host if request.client else None, state)
 
 
 @inject
 async def client_address(
     request: Request,
-    trust_proxy_headers: Annotated[bool, Depends(Provide["config.trust_proxy_headers"])],
-    trusted_hops: Annotated[int, Depends(Provide["config.trusted_proxy_hops"])],
+    addresses: Annotated[ClientAddressPolicy, Depends(Provide["client_addresses"])],
 ) -> str:
     """The requesting client's address (TCP peer, or X-Forwarded-For when trusted)."""
-    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for")) or None
-    return pick_client_address(request.client.host if request.client else None, forwarded_for,
-                               trust_proxy_headers=bool(trust_proxy_headers),
-                               trusted_hops=int(trusted_hops or 1))
-
-
-@inject
-async def require_client_key(
-    keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
-    limiter: Annotated[FailedAttemptLimiter, Depends(Provide["attempt_limiter"])],
-    client: Annotated[str, Depends(client_address)],
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-    api_key: Annotated[str | None, Header()] = None,
-) -> None:
-    """Reject the request (401) unless it carries the current client key (429 after many wrong ones)."""
-    presented = presented_key(authorization, x_api_key, api_key)
-    if presented is None:
-        keys.authenticate(None)  # a missing key is no guess: 401 with a hint, not counted
-    limiter.check(client)
-    try:
-        keys.authenticate(presented)
-    except InvalidApiKey:
-        limiter.record_failure(client)
-        raise
+    return addresses.client_address(request.client.host if request.client else None,
+                                    forwarded_for(request.headers))
 
 
 @inject
@@ -82,11 +98,12 @@ async def require_admin(
     admin_secret: Annotated[str | None, Header()] = None,
 ) -> None:
     """Reject the request unless it carries the admin secret (403 when none is set, 429 after many wrong)."""
-    if admin_secret:
+    presented = admin_secret.strip() if admin_secret else None  # trimmed like client keys
+    if presented:
         limiter.check(client)
     try:
-        guard.check(admin_secret)
+        guard.check(presented)
     except InvalidAdminSecret:
-        if admin_secret:
+        if presented:
             limiter.record_failure(client)
         raise

@@ -23,6 +23,7 @@ _MAPPING: list[tuple[type[e.DomainError], int, str, str | None]] = [
     (e.AdminDisabled, 403, "permission_error", "admin_disabled"),
     (e.TooManyAttempts, 429, "rate_limit_error", "too_many_attempts"),
     (e.RotationNotSupported, 409, "invalid_request_error", "rotation_not_supported"),
+    (e.KeyStoreUnavailable, 503, "api_error", "key_store_unavailable"),
     (e.ContextTooLong, 400, "invalid_request_error", "context_length_exceeded"),
     (e.InvalidRequest, 400, "invalid_request_error", None),
     (e.ModelNotFound, 404, "invalid_request_error", "model_not_found"),

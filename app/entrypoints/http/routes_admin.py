@@ -6,13 +6,19 @@
 from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from app.domain.keys import KeyRotationService
 from app.domain.models import ApiKey
 from app.entrypoints.http.auth import require_admin
 
-router = APIRouter()
+
+async def no_store(response: Response) -> None:
+    """Keys must not linger in a cache between the server and the administrator."""
+    response.headers["Cache-Control"] = "no-store"
+
+
+router = APIRouter(dependencies=[Depends(no_store)])
 
 
 def key_to_wire(key: ApiKey) -> dict[str, str]:
@@ -26,7 +32,7 @@ async def current_key(
     keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
 ) -> dict[str, str]:
     """The valid client key and its expiry (ISO 8601, UTC)."""
-    return key_to_wire(keys.current())
+    return key_to_wire(await keys.current_async())
 
 
 @router.post("/rotate-key", dependencies=[Depends(require_admin)],
@@ -36,4 +42,4 @@ async def rotate_key(
     keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
 ) -> dict[str, str]:
     """Mint a new client key at once (a leaked key) and return it with its expiry."""
-    return key_to_wire(keys.rotate_now())
+    return key_to_wire(await keys.rotate_now_async())

@@ -1,13 +1,15 @@
-"""Readiness: `/readyz` answers 503 until the local model is loaded when it is preloaded."""
+"""Readiness: `/readyz` answers 503 until the local model is loaded when it is preloaded,
+and while client keys cannot be served (the key store is unusable)."""
 # No `from __future__ import annotations` here: dependency-injector reads the
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
 
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import Provide, inject, provided
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from app.domain.keys import KeyRotationService
 from app.entrypoints.http.errors import error_body
 from app.ports.model_loader import ModelLoader
 
@@ -18,7 +20,8 @@ router = APIRouter()
 @inject
 async def readyz(
     local: Annotated[ModelLoader, Depends(Provide["local"])],
-    preload: Annotated[bool, Depends(Provide["config.local_preload"])],
+    preload: Annotated[bool, Depends(Provide["settings", provided().local_preload])],
+    keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
 ) -> dict[str, str] | JSONResponse:
     """200 once the server can answer without waiting for a model load.
 
@@ -26,6 +29,11 @@ async def readyz(
     until it is in memory; without it the model loads on first use, so the
     server is ready at once.
     """
+    key_store = await keys.health_async()
+    if not key_store.serving:
+        return JSONResponse(error_body(f"Client keys cannot be served: {key_store.message}.", type_="api_error",
+                                       code="key_store_unavailable"),
+                            status_code=503, headers={"Retry-After": "30"})
     if local.is_loaded:
         return {"status": "ready", "local_model": "loaded"}
     if not preload:
