@@ -129,3 +129,11 @@ class Settings(BaseSettings):
         """GROQ_MODEL then GROQ_MODELS, without duplicates, in order."""
         extra = [m.strip() for m in self.groq_models.split(",") if m.strip()]
         return list(dict.fromkeys([self.groq_model, *extra]))
+
+    # --- the Responses API (/v1/responses) ---------------------------------------------------
+    responses_max_stored: int = Field(
+        default=500, ge=0, description="Responses kept in memory for `previous_response_id` follow-ups "
+                                       "and GET/DELETE /v1/responses/{id} (oldest dropped first; per "
+                                       "process, gone on restart). 0: keep none.")
+    responses_ttl_seconds: float = Field(
+        default=3600, gt=0, description="How long a stored response can be read or followed up (seconds).")
