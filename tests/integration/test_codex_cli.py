@@ -10,14 +10,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.codex import codex_binary, run_codex
-from tests.support.fake_groq import FAKE_GROQ_KEY, Answer, FakeGroq, tool_call_answer
-from tests.support.server import AppServer
-
-ADMIN = "codex-admin-secret-0123456789"
+from tests.support.fake_groq import Answer, FakeGroq, tool_call_answer
+from tests.support.gateway import Gateway, served
 
 
 @pytest.fixture(scope="module")
@@ -26,29 +23,17 @@ def codex() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, fake_groq_server: FakeGroq) -> Iterator[AppServer]:
-    env = {"GROQ_API_KEY": FAKE_GROQ_KEY, "GROQ_BASE_URL": fake_groq_server.base_url, "ADMIN_SECRET": ADMIN,
-           "FALLBACK_TO_LOCAL": "false"}
-    app = AppServer(tmp_path_factory.mktemp("codex"), env)
-    try:
-        yield app.start()
-    finally:
-        app.stop()
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_groq_server: FakeGroq) -> Iterator[Gateway]:
+    with served(tmp_path_factory.mktemp("codex"), fake_groq_server, FALLBACK_TO_LOCAL="false") as running:
+        yield running
 
 
-@pytest.fixture(scope="module")
-def key(server: AppServer) -> str:
-    response = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": ADMIN}, timeout=10)
-    assert response.status_code == 200
-    return response.json()["api_key"]
-
-
-def test_codex_exec_prints_the_answer(codex: Path, server: AppServer, key: str, fake_groq: FakeGroq,
+def test_codex_exec_prints_the_answer(codex: Path, gateway: Gateway, fake_groq: FakeGroq,
                                       tmp_path: Path) -> None:
     fake_groq.script(Answer("Hi from the gateway."))
 
-    done = run_codex(codex, home=tmp_path / "home", workdir=tmp_path / "work", base_url=server.base_url,
-                     api_key=key, prompt="say hi")
+    done = run_codex(codex, home=tmp_path / "home", workdir=tmp_path / "work", base_url=gateway.base_url,
+                     api_key=gateway.key, prompt="say hi")
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Hi from the gateway." in done.stdout
@@ -61,15 +46,15 @@ def test_codex_exec_prints_the_answer(codex: Path, server: AppServer, key: str, 
     assert "exec_command" in names and all(t["type"] == "function" for t in sent["tools"])
 
 
-def test_codex_runs_the_function_call_and_reports_back(codex: Path, server: AppServer, key: str,
-                                                       fake_groq: FakeGroq, tmp_path: Path) -> None:
+def test_codex_runs_the_function_call_and_reports_back(codex: Path, gateway: Gateway, fake_groq: FakeGroq,
+                                                       tmp_path: Path) -> None:
     # $((40+2)) only becomes 42 in a shell: the output proves Codex ran the command.
     command = json.dumps({"cmd": "echo codex-ran-$((40+2))"})
     fake_groq.script(tool_call_answer("exec_command", command, call_id="call_sh1"),
                      Answer("The command printed codex-ran-42."))
 
-    done = run_codex(codex, home=tmp_path / "home", workdir=tmp_path / "work", base_url=server.base_url,
-                     api_key=key, prompt="Run the echo command.")
+    done = run_codex(codex, home=tmp_path / "home", workdir=tmp_path / "work", base_url=gateway.base_url,
+                     api_key=gateway.key, prompt="Run the echo command.")
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "The command printed codex-ran-42." in done.stdout

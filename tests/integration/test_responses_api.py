@@ -11,10 +11,9 @@ import httpx
 import openai
 import pytest
 
-from tests.support.fake_groq import FAKE_GROQ_KEY, Answer, FakeGroq, StreamError, tool_call_answer
-from tests.support.server import AppServer
+from tests.support.fake_groq import Answer, FakeGroq, StreamError, tool_call_answer
+from tests.support.gateway import Gateway, served
 
-ADMIN = "responses-admin-secret-0123456789"
 FIRST = "llama-3.3-70b-versatile"
 LOCAL_MODEL = "local/SmolLM2-135M-Instruct"
 STREAM_ORDER = ["response.created", "response.in_progress", "response.output_item.added",
@@ -26,26 +25,16 @@ WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Weath
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, fake_groq_server: FakeGroq) -> Iterator[AppServer]:
-    env = {"GROQ_API_KEY": FAKE_GROQ_KEY, "GROQ_BASE_URL": fake_groq_server.base_url, "ADMIN_SECRET": ADMIN,
-           "LOCAL_MAX_TOKENS": "16", "RESPONSES_MAX_STORED": "50"}
-    app = AppServer(tmp_path_factory.mktemp("responses"), env)
-    try:
-        yield app.start()
-    finally:
-        app.stop()
-
-
-@pytest.fixture(scope="module")
-def key(server: AppServer) -> str:
-    response = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": ADMIN}, timeout=10)
-    assert response.status_code == 200
-    return response.json()["api_key"]
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_groq_server: FakeGroq) -> Iterator[Gateway]:
+    with served(tmp_path_factory.mktemp("responses"), fake_groq_server, LOCAL_MAX_TOKENS="16",
+                RESPONSES_MAX_STORED="50") as running:
+        yield running
 
 
 @pytest.fixture
-def client(server: AppServer, key: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, timeout=120) as c:
+def client(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key=gateway.key, max_retries=0,
+                       timeout=120) as c:
         yield c
 
 
@@ -101,6 +90,7 @@ def test_sdk_stream_sends_the_events_in_order(client: openai.OpenAI, fake_groq: 
     assert completed.usage is not None and completed.usage.output_tokens > 0
     assert completed.model == FIRST
     assert fake_groq.requests[0]["stream"] is True
+    assert client.responses.retrieve(completed.id).output_text == "streamed from Groq"  # stored by default
 
 
 def test_follow_up_continues_the_stored_conversation(client: openai.OpenAI, fake_groq: FakeGroq) -> None:
@@ -155,14 +145,14 @@ def test_function_call_round_trip(client: openai.OpenAI, fake_groq: FakeGroq) ->
 
     asked = client.responses.create(model="gpt-5", input="Weather in Paris?", tools=tools,
                                     tool_choice="auto", parallel_tool_calls=False)
-    call = asked.output[0]
+    call: Any = asked.output[0]
     answered = client.responses.create(
         model="gpt-5", previous_response_id=asked.id, tools=tools,
-        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18C, sunny"}])  # type: ignore[union-attr]
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18C, sunny"}])
 
     assert call.type == "function_call" and call.name == "get_weather"
-    assert json.loads(call.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
-    assert call.call_id == "call_w1"  # type: ignore[union-attr]
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    assert call.call_id == "call_w1"
     assert answered.output_text == "It is 18 degrees in Paris."
     first, second = fake_groq.requests
     assert [t["function"]["name"] for t in first["tools"]] == ["get_weather"]  # web_search dropped
@@ -201,11 +191,11 @@ def test_streamed_function_call_then_items_sent_back(client: openai.OpenAI, fake
         {"role": "tool", "content": "-3C", "tool_call_id": "call_o1"}]
 
 
-def test_failure_after_the_stream_began_is_response_failed(server: AppServer, key: str,
-                                                           fake_groq: FakeGroq) -> None:
+def test_failure_after_the_stream_began_is_response_failed(gateway: Gateway, fake_groq: FakeGroq) -> None:
     fake_groq.script(StreamError(chunks=2))
 
-    with httpx.stream("POST", f"{server.base_url}/responses", headers={"authorization": f"Bearer {key}"},
+    headers = {"authorization": f"Bearer {gateway.key}"}
+    with httpx.stream("POST", f"{gateway.base_url}/responses", headers=headers,
                       json={"model": "gpt-5", "input": "hello", "stream": True}, timeout=30) as response:
         events = raw_events(response)
 
@@ -216,8 +206,7 @@ def test_failure_after_the_stream_began_is_response_failed(server: AppServer, ke
     assert names[-1] == "response.failed" and "response.completed" not in names
     failed = events[-1][1]["response"]
     assert failed["status"] == "failed" and failed["error"]["message"]
-    stored = httpx.get(f"{server.base_url}/v1/responses/{failed['id']}",
-                       headers={"authorization": f"Bearer {key}"}, timeout=10)
+    stored = httpx.get(f"{gateway.base_url}/v1/responses/{failed['id']}", headers=headers, timeout=10)
     assert stored.status_code == 404
 
 
@@ -235,8 +224,8 @@ def test_bad_input_is_a_400_naming_the_part(client: openai.OpenAI, fake_groq: Fa
     assert fake_groq.requests == []
 
 
-def test_wrong_key_is_401(server: AppServer) -> None:
-    wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-" + "y" * 38, max_retries=0,
+def test_wrong_key_is_401(gateway: Gateway) -> None:
+    wrong = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="sk-" + "y" * 38, max_retries=0,
                           timeout=10)
 
     with pytest.raises(openai.AuthenticationError) as caught:

@@ -31,9 +31,11 @@ def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
 def test_items_become_chat_messages() -> None:
     items = [
         {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Rules"}]},
-        {"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "a"},
+                                     {"type": "input_text", "text": "b"}]},
         {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "xyz"},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me look."}]},
+        {"type": "message", "role": "assistant",
+         "content": [{"type": "output_text", "text": "Let me look."}]},
         {"type": "function_call", "call_id": "c1", "name": "read_file", "arguments": '{"path": "a"}'},
         {"type": "function_call", "call_id": "c2", "name": "read_file", "arguments": '{"path": "b"}'},
         {"type": "function_call_output", "call_id": "c1", "output": "A"},
@@ -81,7 +83,8 @@ def test_function_tools_become_chat_tools_and_the_rest_is_dropped() -> None:
 
 
 def test_without_function_tools_no_tool_choice_is_sent() -> None:
-    request = translate(tools=[{"type": "web_search"}], tool_choice="required", parallel_tool_calls=True).request
+    request = translate(tools=[{"type": "web_search"}], tool_choice="required",
+                        parallel_tool_calls=True).request
 
     assert (request.tools, request.tool_choice, request.parallel_tool_calls) == (None, None, None)
 

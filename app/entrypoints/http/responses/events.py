@@ -58,7 +58,8 @@ async def response_events(stream: ChunkStream, header: ResponseHeader,
                 yield frame(event)
     except Exception as exc:
         log.warning("responses: stream failed after it started: %s", type(exc).__name__)
-        failed = header.snapshot("failed", output=output.items("incomplete"), usage=output.usage, error=failure(exc))
+        failed = header.snapshot("failed", output=output.items("incomplete"), usage=output.usage,
+                                 error=failure(exc))
         yield frame({"type": "response.failed", "response": failed})
         return
     for event in output.finish():

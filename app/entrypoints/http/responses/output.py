@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain.models import ChatMessage, Chunk, Completion, FinishReason, Usage
-from app.entrypoints.http.responses.wire import ResponseHeader, new_id
+from app.entrypoints.http.responses.wire import ResponseHeader, Status, new_id
 
 Event = dict[str, Any]
 
@@ -44,7 +44,7 @@ class ResponseOutput:
         self.finish_reason: FinishReason = "stop"
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         """`incomplete` when the answer stopped at the token limit, else `completed`."""
         return "incomplete" if self.finish_reason == "length" else "completed"
 
@@ -81,15 +81,14 @@ class ResponseOutput:
                            "item": self._item(kind, self.status)})
         return events
 
-    def items(self, status: str | None = None) -> list[dict[str, Any]]:
+    def items(self, status: Status | None = None) -> list[dict[str, Any]]:
         """The output items, finished (in `status`: the response's by default)."""
         return [self._item(kind, status or self.status) for kind in self._kinds]
 
     def response(self, header: ResponseHeader) -> dict[str, Any]:
         """The finished response object."""
         reason = "max_output_tokens" if self.status == "incomplete" else None
-        return header.snapshot(self.status, output=self.items(), usage=self.usage,  # type: ignore[arg-type]
-                               incomplete_reason=reason)
+        return header.snapshot(self.status, output=self.items(), usage=self.usage, incomplete_reason=reason)
 
     def as_message(self) -> ChatMessage:
         """The answer as the assistant message a follow-up continues from."""
@@ -131,7 +130,7 @@ class ResponseOutput:
                            "output_index": call.output_index, "delta": function["arguments"]})
         return events
 
-    def _item(self, kind: str | int, status: str) -> dict[str, Any]:
+    def _item(self, kind: str | int, status: Status) -> dict[str, Any]:
         if kind == "message":
             content = [] if status == "in_progress" else [
                 {"type": "output_text", "text": "".join(self._text), "annotations": [], "logprobs": []}]
