@@ -20,6 +20,7 @@ from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.failover import ResilientUpstream, RetryPolicy
 from app.domain.keys import AdminGuard, KeyRotationService
+from app.domain.response_store import ResponseStore
 from app.ports import LLMProvider
 from app.settings import Settings
 
@@ -121,3 +122,6 @@ class Container(containers.DeclarativeContainer):
     chat_service = providers.Singleton(
         ChatService, upstream=guarded_upstream, local=local,
         fallback_to_local=settings.provided.fallback_to_local)
+    response_store = providers.Singleton(
+        ResponseStore, clock=clock, max_stored=settings.provided.responses_max_stored,
+        ttl_seconds=settings.provided.responses_ttl_seconds)

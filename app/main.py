@@ -20,12 +20,13 @@ from app.domain.keys import KeyRotationService
 from app.entrypoints.http import auth, routes_admin, routes_health, routes_openai, routes_seed
 from app.entrypoints.http.client_key import ClientKeyMiddleware
 from app.entrypoints.http.errors import install_error_handlers
+from app.entrypoints.http.responses import router as responses_router
 from app.ports.model_loader import ModelLoader
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai, routes_health]
+WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai, routes_health, responses_router]
 
 
 def _configure_logging(level: str) -> None:
@@ -91,5 +92,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(routes_seed.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_openai.router)
+    app.include_router(responses_router.router)
     app.include_router(routes_health.router)
     return app

@@ -167,5 +167,16 @@ class ServerSettings(_EnvSettings):
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
 
-class Settings(GroqSettings, KeySettings, LocalSettings, ServerSettings):
+class ResponsesSettings(_EnvSettings):
+    """The Responses API's in-process store (`/v1/responses`)."""
+
+    responses_max_stored: int = Field(
+        default=500, ge=0, description="Responses kept in memory for `previous_response_id` follow-ups "
+                                       "and GET/DELETE /v1/responses/{id} (oldest dropped first; per "
+                                       "process, gone on restart). 0: keep none.")
+    responses_ttl_seconds: float = Field(
+        default=3600, gt=0, description="How long a stored response can be read or followed up (seconds).")
+
+
+class Settings(GroqSettings, KeySettings, LocalSettings, ResponsesSettings, ServerSettings):
     """Every option of the server; README's table lists the same variables."""

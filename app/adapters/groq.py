@@ -190,6 +190,7 @@ class GroqProvider:
             "stop": list(request.stop[:MAX_STOP_SEQUENCES]) or None,
             "tools": list(request.tools) if request.tools else None,
             "tool_choice": request.tool_choice,
+            "parallel_tool_calls": request.parallel_tool_calls,
             "response_format": request.response_format,
             "user": request.user,
         }

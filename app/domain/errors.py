@@ -62,6 +62,10 @@ class ModelNotFound(DomainError):
     """The named model does not exist (upstream or locally)."""
 
 
+class ResponseNotFound(DomainError):
+    """A stored response (Responses API) is unknown, expired or deleted."""
+
+
 class UpstreamError(DomainError):
     """Base of failures of an upstream provider."""
 

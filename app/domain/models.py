@@ -69,6 +69,7 @@ class ChatRequest:
     seed: int | None = None
     tools: tuple[dict[str, Any], ...] | None = None
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
     include_usage: bool = False

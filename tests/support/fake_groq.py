@@ -91,6 +91,25 @@ def groq_error(message: str, *, code: str | None = None, type_: str = "invalid_r
     return {"error": error}
 
 
+def tool_call_answer(name: str, arguments: str, *, call_id: str = "call_fake0") -> Answer:
+    """An answer that calls one function (streamed as Groq streams tool calls)."""
+    return Answer(text="", finish_reason="tool_calls", tool_calls=[
+        {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}])
+
+
+def streamed_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groq's `delta.tool_calls` pieces: id, type and name first, then the arguments in two pieces."""
+    pieces: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        pieces.append({"index": index, "id": call["id"], "type": "function",
+                       "function": {"name": call["function"]["name"], "arguments": ""}})
+        pieces += [{"index": index, "function": {"arguments": part}}
+                   for part in (arguments[:half], arguments[half:]) if part]
+    return pieces
+
+
 def model_not_found(model: str) -> Fail:
     """Groq's 404 for an unknown or retired model."""
     return Fail(404, groq_error(f"The model `{model}` does not exist or you do not have access to it.",
@@ -212,6 +231,11 @@ class FakeGroq:
             return f"data: {json.dumps(data)}\n\n"
 
         yield chunk({"role": "assistant", "content": ""}, x_groq={"id": "req_fake"})
+        if answer.tool_calls:
+            for piece in streamed_tool_calls(answer.tool_calls):
+                await asyncio.sleep(0.005)
+                yield chunk({"tool_calls": [piece]})
+            words = []
         limit = behaviour.chunks if isinstance(behaviour, (BrokenStream, StreamError)) else len(words)
         for word in words[:limit]:
             await asyncio.sleep(0.005)

@@ -27,6 +27,7 @@ _MAPPING: list[tuple[type[e.DomainError], int, str, str | None]] = [
     (e.ContextTooLong, 400, "invalid_request_error", "context_length_exceeded"),
     (e.InvalidRequest, 400, "invalid_request_error", None),
     (e.ModelNotFound, 404, "invalid_request_error", "model_not_found"),
+    (e.ResponseNotFound, 404, "invalid_request_error", "response_not_found"),
     (e.UpstreamAuthFailed, 502, "api_error", "upstream_auth_failed"),
     (e.UpstreamRejected, 400, "invalid_request_error", None),
     (e.UpstreamUnavailable, 503, "api_error", "upstream_unavailable"),
