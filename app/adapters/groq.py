@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import httpx
 
-from app.domain.errors import (
-    DomainError,
-    ModelRetired,
-    UpstreamAuthFailed,
-    UpstreamRejected,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from app.adapters.openai_compatible.errors import ErrorMapper, Scrubber
+from app.domain.errors import DomainError, ModelRetired, UpstreamTimeout, UpstreamUnavailable
 from app.domain.models import ChatMessage, ChatRequest, Chunk, Completion, Usage
 from app.domain.streams import ChunkStream, open_chunks
 
@@ -25,8 +18,6 @@ log = logging.getLogger(__name__)
 
 GROQ_BASE_URL = "https://api.groq.com/openai/v1"
 MAX_STOP_SEQUENCES = 4  # Groq rejects more; Continue sends more
-_SECRET_PATTERN = re.compile(r"gsk_[A-Za-z0-9]+|sk-[A-Za-z0-9]{8,}")
-_RETIRED_CODES = {"model_decommissioned", "model_not_found"}
 
 
 def _message_to_wire(message: ChatMessage) -> dict[str, Any]:
@@ -64,6 +55,10 @@ class GroqProvider:
         self._api_key = api_key
         self._models = list(models)
         self._url = base_url.rstrip("/") + "/chat/completions"
+        self._errors = ErrorMapper(label="Groq", key_setting="GROQ_API_KEY", scrub=Scrubber(api_key))
+        # httpcore's DEBUG trace prints response headers verbatim, and an upstream may echo the key there.
+        trace = logging.getLogger("httpcore")
+        trace.setLevel(max(trace.getEffectiveLevel(), logging.INFO))
 
     def model_ids(self) -> Sequence[str]:
         """The configured Groq models, preferred first."""
@@ -153,8 +148,8 @@ class GroqProvider:
                 body = json.loads(data)
             except ValueError as exc:
                 raise UpstreamUnavailable("Groq sent a malformed stream event") from exc
-            if event == "error" or "error" in body:
-                raise self._error(500, httpx.Headers(), json.dumps(body).encode())
+            if event == "error" or (isinstance(body, dict) and "error" in body):
+                raise self._errors.stream_error(body)
             chunk = self._chunk(body, model)
             if chunk is not None:
                 yield chunk
@@ -199,37 +194,6 @@ class GroqProvider:
             payload["stream_options"] = {"include_usage": True}
         return payload
 
-    def _scrub(self, text: str) -> str:
-        text = text.replace(self._api_key, "[redacted]") if self._api_key else text
-        return _SECRET_PATTERN.sub("[redacted]", text)
-
     def _error(self, status: int, headers: httpx.Headers, body: bytes) -> DomainError:
         """Translate a Groq failure into the domain error that says what to do next."""
-        error: dict[str, Any] = {}
-        try:
-            parsed = json.loads(body)
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-                error = parsed["error"]
-        except ValueError:
-            pass
-        message = self._scrub(str(error.get("message") or f"HTTP {status}"))
-        code = error.get("code")
-        if code in _RETIRED_CODES:
-            return ModelRetired(message)
-        if status == 401 or status == 403:
-            return UpstreamAuthFailed("The upstream provider rejected the server's credentials "
-                                      "(check GROQ_API_KEY on the server).")
-        if status == 429 or status == 498 or status == 408 or status >= 500:
-            retry_after = None
-            try:
-                retry_after = float(headers.get("retry-after", ""))
-            except ValueError:
-                pass
-            detail = message if error else f"HTTP {status}" + ("" if body else ", empty body")
-            return UpstreamUnavailable(f"Groq is unavailable: {detail}", retry_after=retry_after)
-        if status == 404:
-            return ModelRetired(message)
-        param = error.get("param")
-        return UpstreamRejected(message, status=status if status in (400, 413, 422) else 400,
-                                param=param if isinstance(param, str) else None,
-                                code=code if isinstance(code, str) else None)
+        return self._errors(status, headers, body)

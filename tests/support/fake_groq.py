@@ -60,9 +60,15 @@ class BrokenStream:
 
 @dataclass
 class StreamError:
-    """Stream `chunks` content chunks, then an error event (Groq's mid-stream error)."""
+    """Stream `chunks` content chunks, then Groq's mid-stream error.
+
+    `form`: "event" (`event: error`), "data" (a plain `data: {"error": ...}`) or
+    "x_groq" (a chunk whose `x_groq.error` says why the stream stopped).
+    """
 
     chunks: int = 1
+    form: str = "event"
+    error: Any = None
 
 
 @dataclass
@@ -78,6 +84,18 @@ class SlowStream:
     sent: int = 0
     completed: bool = False
     closed: bool = False
+
+
+@dataclass
+class EchoKey:
+    """An error that echoes the Authorization header it was sent in every field and header.
+
+    `in_stream`: "" answers `status` with the error; "event", "data" or "x_groq"
+    streams one chunk and then reports the error that way.
+    """
+
+    status: int = 400
+    in_stream: str = ""
 
 
 def groq_error(message: str, *, code: str | None = None, type_: str = "invalid_request_error",
@@ -169,6 +187,8 @@ class FakeGroq:
         if isinstance(behaviour, Stall):
             await asyncio.sleep(behaviour.seconds)
             behaviour = Answer()
+        if isinstance(behaviour, EchoKey):
+            behaviour = self._echo(behaviour, request.headers.get("authorization", ""))
         if isinstance(behaviour, Fail):
             if behaviour.body is None:
                 return Response(b"", status_code=behaviour.status, headers=behaviour.headers)
@@ -198,6 +218,17 @@ class FakeGroq:
             "usage_breakdown": None, "system_fingerprint": "fp_fake", "x_groq": {"id": "req_fake"},
             "service_tier": "on_demand"}, headers=headers)
 
+    @staticmethod
+    def _echo(echo: EchoKey, authorization: str) -> Any:
+        key = authorization.split()[-1]
+        error = {"message": f"Rejected {authorization} ({key})", "type": authorization, "code": key,
+                 "param": authorization, "failed_generation": key, "key": [key, {"nested": authorization}]}
+        if echo.in_stream:
+            return StreamError(chunks=1, form=echo.in_stream, error={"error": error})
+        headers = {"x-echo": authorization, "x-request-id": key, "retry-after": key,
+                   "x-ratelimit-reset-requests": key, "x-ratelimit-remaining-requests": key}
+        return Fail(echo.status, {"error": error}, headers=headers)
+
     async def _events(self, model: str, behaviour: Any, body: dict[str, Any]):
         cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
         answer = behaviour if isinstance(behaviour, Answer) else Answer()
@@ -219,8 +250,12 @@ class FakeGroq:
         if isinstance(behaviour, BrokenStream):
             raise ConnectionResetError("fake Groq drops the stream")
         if isinstance(behaviour, StreamError):
-            error = groq_error("internal error mid-stream", type_="internal_server_error")
-            yield f"event: error\ndata: {json.dumps(error)}\n\n"
+            error = behaviour.error or groq_error("internal error mid-stream", type_="internal_server_error")
+            if behaviour.form == "x_groq":
+                yield chunk({}, "stop", x_groq={"id": "req_fake", "error": error["error"]["message"]})
+                yield "data: [DONE]\n\n"
+            else:
+                yield ("event: error\n" if behaviour.form == "event" else "") + f"data: {json.dumps(error)}\n\n"
             return
         usage = {"prompt_tokens": 12, "completion_tokens": len(words), "total_tokens": 12 + len(words)}
         yield chunk({}, answer.finish_reason, x_groq={"id": "req_fake", "usage": usage}, usage=usage)

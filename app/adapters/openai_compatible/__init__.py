@@ -1,0 +1,1 @@
+"""One adapter for any OpenAI-compatible chat API (Groq, or a local inference server), on httpx."""
