@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from dependency_injector import containers, providers
 
-from app.adapters.groq import GroqProvider
+from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint, local_server_endpoint
 from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local_model import resolve_model_source
@@ -19,6 +19,9 @@ from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.failover import ResilientUpstream, RetryPolicy
 from app.domain.keys import AdminGuard, KeyRotationService
+from app.domain.model_catalog import ModelCatalog
+from app.domain.model_routing import CatalogUpstream
+from app.domain.rate_limits import RateLimitGate
 from app.ports import LLMProvider
 from app.settings import Settings
 
@@ -41,8 +44,16 @@ def llamacpp_provider(**kwargs: Any) -> LlamaCppProvider:
     return LlamaCppProvider(**kwargs)
 
 
-async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
-    """A pooled HTTP client for the upstream, closed with the app."""
+# How long start-up waits for Groq's model list before serving (it goes on in the background).
+MODELS_STARTUP_WAIT_SECONDS = 3.0
+
+
+async def open_http_client(*, timeout: float | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """A pooled HTTP client for an upstream, closed with the app.
+
+    No per-read timeout by default: the adapter puts whole-attempt deadlines
+    around every call, and a per-read timeout would only cut long streams short.
+    """
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
                                  limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)) as client:
         yield client
@@ -54,13 +65,32 @@ def config_from_settings(settings: Settings) -> dict[str, Any]:
     admin = settings.admin_secret.get_secret_value() if settings.admin_secret else None
     key_secret = settings.key_secret.get_secret_value() if settings.key_secret else ""
     return {
-        **settings.model_dump(exclude={"groq_api_key", "admin_secret", "groq_models", "key_secret"}),
+        **settings.model_dump(exclude={"groq_api_key", "admin_secret", "groq_models", "key_secret",
+                                      "local_server_api_key"}),
         "groq_api_key": groq_key,
+        "local_server_api_key": (settings.local_server_api_key.get_secret_value()
+                                 if settings.local_server_api_key else ""),
         "admin_secret": admin,
         "key_secret": key_secret,
         "groq_models": settings.groq_model_list(),
         "upstream": "groq" if groq_key else "none",
     }
+
+
+def catalog_of(upstream: LLMProvider | None) -> ModelCatalog | None:
+    """The live-model catalog behind the upstream, when it routes by one (tests may swap the upstream)."""
+    return upstream.catalog if isinstance(upstream, CatalogUpstream) else None
+
+
+async def keep_models_fresh(*, catalog: ModelCatalog | None) -> AsyncIterator[ModelCatalog | None]:
+    """Read the upstream's model list at start (briefly), and stop a refresh in flight at shutdown."""
+    if catalog is not None:
+        await catalog.start(wait_seconds=MODELS_STARTUP_WAIT_SECONDS)
+    try:
+        yield catalog
+    finally:
+        if catalog is not None:
+            await catalog.close()
 
 
 def guard_upstream(*, upstream: LLMProvider | None, **guards: Any) -> ResilientUpstream | None:
@@ -88,10 +118,20 @@ class Container(containers.DeclarativeContainer):
         FailedAttemptLimiter, clock=clock, max_failures=config.auth_max_failures.as_int(),
         window_seconds=config.auth_failure_window_seconds.as_float())
 
-    http_client = providers.Resource(open_http_client, timeout=config.groq_timeout_seconds.as_float())
-    groq = providers.Singleton(
-        GroqProvider, client=http_client, api_key=config.groq_api_key,
-        models=config.groq_models, base_url=config.groq_base_url)
+    http_client = providers.Resource(open_http_client)
+    rate_limit_gate = providers.Singleton(RateLimitGate, clock=clock)
+    groq_adapter = providers.Singleton(
+        OpenAICompatibleProvider, client=http_client, on_rate_limits=rate_limit_gate.provided.observe,
+        endpoint=providers.Callable(
+            groq_endpoint, api_key=config.groq_api_key, base_url=config.groq_base_url,
+            total_seconds=config.groq_timeout_seconds.as_float(),
+            first_chunk_seconds=config.groq_first_chunk_timeout_seconds.as_float(),
+            idle_seconds=config.groq_stream_idle_timeout_seconds.as_float()))
+    model_catalog = providers.Singleton(
+        ModelCatalog, lister=groq_adapter, clock=clock, preferred=config.groq_models,
+        refresh_seconds=config.groq_models_refresh_seconds.as_float())
+    groq = providers.Singleton(CatalogUpstream, upstream=groq_adapter, catalog=model_catalog, gate=rate_limit_gate)
+    local_http_client = providers.Resource(open_http_client)
     local_source = providers.Singleton(resolve_model_source, config.local_model)
     local = providers.Selector(
         config.local_runner,
@@ -105,6 +145,11 @@ class Container(containers.DeclarativeContainer):
             llamacpp_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
             threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
             context_tokens=config.local_context_tokens.as_int()),
+        server=providers.Singleton(
+            OpenAICompatibleProvider, client=local_http_client,
+            endpoint=providers.Callable(
+                local_server_endpoint, base_url=config.local_server_url, api_key=config.local_server_api_key,
+                model=config.local_server_model, timeout_seconds=config.local_server_timeout_seconds.as_float())),
     )
     upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
 
@@ -115,9 +160,14 @@ class Container(containers.DeclarativeContainer):
     retry_policy = providers.Singleton(
         RetryPolicy, max_retries=config.groq_max_retries.as_int(),
         base_seconds=config.groq_retry_base_seconds.as_float(),
-        max_retry_after_seconds=config.groq_max_retry_after_seconds.as_float())
+        max_retry_after_seconds=config.groq_max_retry_after_seconds.as_float(),
+        deadline_seconds=config.groq_request_deadline_seconds.as_float())
     guarded_upstream = providers.Singleton(
         guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
 
+    upstream_catalog = providers.Singleton(catalog_of, upstream)
+    models_refresh = providers.Resource(keep_models_fresh, catalog=upstream_catalog)
+
     chat_service = providers.Singleton(
-        ChatService, upstream=guarded_upstream, local=local, fallback_to_local=config.fallback_to_local)
+        ChatService, upstream=guarded_upstream, local=local, fallback_to_local=config.fallback_to_local,
+        catalog=upstream_catalog)

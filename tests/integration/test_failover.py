@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.fake_groq import (
+    ENTERPRISE_LLAMA,
     FAKE_GROQ_KEY,
     Answer,
     BrokenStream,
@@ -34,13 +35,15 @@ from tests.support.gateway_rig import (
 )
 from tests.support.net import free_port
 from tests.support.server import AppServer
-FIRST, SECOND = "llama-3.3-70b-versatile", "openai/gpt-oss-120b"
+# The default route against the 2026 list: llama-3.3-70b-versatile is gone, the next two are live.
+FIRST, SECOND = "openai/gpt-oss-120b", "openai/gpt-oss-20b"
+LLAMA = "llama-3.3-70b-versatile"
 HTML_503 = "<html><head><title>503 Service Temporarily Unavailable</title></head><body>nginx</body></html>"
 
 
 @pytest.fixture
 def rig(fake_groq: FakeGroq, tmp_path: Path) -> Iterator[Rig]:
-    with Rig(fake_groq.base_url, tmp_path, groq_models=SECOND) as r:
+    with Rig(fake_groq.base_url, tmp_path) as r:
         yield r
 
 
@@ -172,24 +175,30 @@ def test_a_stream_that_breaks_before_its_first_token_is_retried(rig: Rig, fake_g
     assert streamed_text(events) == "retried fine"
 
 
-def test_model_not_found_on_the_first_model_moves_to_the_next(rig: Rig, fake_groq: FakeGroq) -> None:
-    fake_groq.retired_models.add(FIRST)
-
-    response = rig.chat()
-    streamed, events = rig.stream()
+def test_a_listed_model_that_answers_404_is_retired_and_the_next_one_answers(
+        fake_groq: FakeGroq, tmp_path: Path) -> None:
+    fake_groq.serve(ENTERPRISE_LLAMA)  # listed at start...
+    with Rig(fake_groq.base_url, tmp_path) as rig:
+        fake_groq.retire(LLAMA)  # ...then gone: a 404 `model_not_found`
+        response = rig.chat()
+        streamed, events = rig.stream()
+        later = rig.chat()
 
     assert response.headers["x-provider"] == "groq"
-    assert response.json()["model"] == SECOND
-    assert {e["model"] for e in events} == {SECOND}
-    assert [r["model"] for r in fake_groq.requests] == [FIRST, SECOND, FIRST, SECOND]
+    assert response.json()["model"] == later.json()["model"] == FIRST
+    assert {e["model"] for e in events} == {FIRST}
+    assert fake_groq.chat_models() == [LLAMA, FIRST, FIRST, FIRST]  # the retired model is asked once
+    assert fake_groq.model_list_calls == 2  # at start, and again when Groq said a model was gone
 
 
-def test_every_groq_model_retired_is_served_locally(rig: Rig, fake_groq: FakeGroq) -> None:
-    fake_groq.retired_models.update({FIRST, SECOND})
-
-    response = rig.chat()
+def test_every_groq_model_retired_is_served_locally(fake_groq: FakeGroq, tmp_path: Path) -> None:
+    for model in (FIRST, SECOND):
+        fake_groq.retire(model)
+    with Rig(fake_groq.base_url, tmp_path) as rig:
+        response = rig.chat()
 
     assert response.headers["x-provider"] == "local"
+    assert fake_groq.requests == []  # nothing left to ask: no round trip
 
 
 def test_groq_client_errors_pass_through_and_never_fall_back(rig: Rig, fake_groq: FakeGroq) -> None:

@@ -52,6 +52,7 @@ class Rig:
                                      local=providers.Object(self.local))
         base = {"key_file": str(tmp_path / "k.json"), "admin_secret": ADMIN, "groq_api_key": FAKE_GROQ_KEY,
                 "groq_base_url": groq_url, "groq_timeout_seconds": 1.0,
+                "groq_first_chunk_timeout_seconds": 1.0, "groq_stream_idle_timeout_seconds": 1.0,
                 "circuit_failure_threshold": 3, "circuit_cooldown_seconds": 30}
         self.client = TestClient(create_app(Settings(**{**base, **settings}), container))
 
