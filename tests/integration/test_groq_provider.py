@@ -376,6 +376,7 @@ async def test_a_stream_that_stops_early_never_ends_like_a_whole_answer(
         await read_all(groq(fake_groq, http), HELLO, received)
 
     assert "".join(c.text for c in received) == "Hello from "
+    assert [c.finish_reason for c in received if c.finish_reason] == []  # no finish that was not one
 
 
 @pytest.mark.parametrize("events", [

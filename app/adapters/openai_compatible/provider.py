@@ -175,10 +175,10 @@ class OpenAICompatibleProvider:
                         continue
                     chunk = chunk_from_wire(data, sent_model=model, provider=self.name,
                                             model_prefix=self._endpoint.model_prefix)
-                    if chunk is not None:
-                        ending.saw(chunk)
+                    if chunk is not None and not ending.holds(chunk):
                         yield chunk
-                ending.check()
+                for chunk in ending.check():
+                    yield chunk
         except httpx.TimeoutException:
             raise UpstreamTimeout(f"{label} stopped answering in time") from None
         except httpx.HTTPError as exc:
@@ -217,6 +217,8 @@ class OpenAICompatibleProvider:
 class StreamEnding:
     """Tells a stream that really finished from one that stopped: `[DONE]` and a finish_reason are both needed.
 
+    The finishing chunk (and the usage chunk after it) is held back until
+    `[DONE]` confirms it, so a client never sees a finish that was not one.
     Errors reported inside the stream (an `error` event, an `error` member, or
     Groq's `x_groq.error`) end it with UpstreamUnavailable, so a truncated
     answer never reaches a client as a complete one.
@@ -225,7 +227,7 @@ class StreamEnding:
     def __init__(self, label: str) -> None:
         self._label = label
         self.done = False
-        self._finished = False
+        self._held: list[Chunk] = []
 
     def read(self, name: str, data: str, errors: ErrorMapper) -> dict[str, Any] | None:
         """The event's JSON object, or None for `[DONE]`; raises for errors and malformed events."""
@@ -246,17 +248,21 @@ class StreamEnding:
             raise errors.stream_error(x_groq["error"])
         return body
 
-    def saw(self, chunk: Chunk) -> None:
-        """Note what `chunk` says about the end."""
-        self._finished = self._finished or chunk.finish_reason is not None
+    def holds(self, chunk: Chunk) -> bool:
+        """Keep `chunk` back when it finishes the answer (or comes after that): only [DONE] confirms it."""
+        if chunk.finish_reason is not None or self._held:
+            self._held.append(chunk)
+            return True
+        return False
 
-    def check(self) -> None:
-        """Raise unless the stream ended the way a complete answer ends."""
+    def check(self) -> list[Chunk]:
+        """The chunks held back, when the stream ended the way a complete answer ends; raises otherwise."""
         if not self.done:
             raise UpstreamUnavailable(f"{self._label}'s stream ended before [DONE]: the answer may be cut short")
-        if not self._finished:
+        if not self._held:
             raise UpstreamUnavailable(f"{self._label}'s stream ended without a finish_reason: "
                                       "the answer may be cut short")
+        return self._held
 
 
 def _listed_model(entry: Any) -> UpstreamModel | None:
