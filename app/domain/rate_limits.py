@@ -22,8 +22,14 @@ class RateLimits:
     retry_after_seconds: float | None = None  # sent with a 429
 
     def exhausted_for(self) -> float | None:
-        """Seconds until the upstream takes requests again, when a limit is used up; None when none is."""
-        waits = [self.retry_after_seconds] if self.retry_after_seconds is not None else []
+        """Seconds until the upstream takes requests again, when a limit is used up; None when none is.
+
+        A 429's `retry-after` is the upstream's own answer to that question; otherwise
+        the reset of each used-up limit counts, the latest one.
+        """
+        if self.retry_after_seconds is not None:
+            return self.retry_after_seconds
+        waits = []
         if self.remaining_requests == 0 and self.requests_reset_seconds is not None:
             waits.append(self.requests_reset_seconds)
         if self.remaining_tokens == 0 and self.tokens_reset_seconds is not None:

@@ -11,10 +11,11 @@ import math
 import re
 from collections.abc import Mapping
 
-from app.adapters.openai_compatible.errors import MAX_RETRY_AFTER_SECONDS, parse_retry_after
+from app.adapters.openai_compatible.errors import parse_retry_after
 from app.domain.rate_limits import RateLimits
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+MAX_RESET_SECONDS = 86400.0  # a day: Groq's longest window (requests per day)
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
@@ -34,7 +35,7 @@ def parse_duration(value: str | None) -> float | None:
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     if not math.isfinite(seconds) or seconds < 0:
         return None
-    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+    return min(seconds, MAX_RESET_SECONDS)
 
 
 def _count(value: str | None) -> int | None:
