@@ -40,7 +40,7 @@ class ModelCatalog:
 
     def __init__(self, *, lister: ModelLister, clock: Clock, preferred: Sequence[str],
                  refresh_seconds: float = 3600.0, aliases: Sequence[str] = SEED_ALIASES,
-                 setting: str = "GROQ_MODELS") -> None:
+                 label: str = "Groq", setting: str = "GROQ_MODELS") -> None:
         if not preferred:
             raise ValueError("the preference list needs at least one model")
         self._lister = lister
@@ -48,6 +48,7 @@ class ModelCatalog:
         self._preferred = list(dict.fromkeys(preferred))
         self._refresh = timedelta(seconds=refresh_seconds)
         self._aliases = set(aliases)
+        self._label = label
         self._setting = setting
         self._live: dict[str, UpstreamModel] | None = None  # None: never read
         self._retired: set[str] = set()
@@ -93,8 +94,8 @@ class ModelCatalog:
         """The upstream said `model` is gone: never route to it again, and read the list anew."""
         if model not in self._retired:
             self._retired.add(model)
-            log.warning("upstream model %s is retired or not served to this account (%s); "
-                        "it is skipped from now on", model, reason)
+            log.warning("%s model %s is retired or not served to this account (%s); "
+                        "it is skipped from now on", self._label, model, reason)
             self._schedule_refresh()
             self._announce()
 
@@ -154,19 +155,19 @@ class ModelCatalog:
         (log.warning if first is None else log.info)("%s", self._explain(first))
 
     def _explain(self, first: str | None) -> str:
-        preferred = ", ".join(self._preferred)
-        if self._live is None:
-            if first is None:
-                return (f"upstream default route: none of {self._setting} ({preferred}) is served; "
-                        f"requests go to the local model ({self._last_reason})")
-            return (f"upstream default route: {first}, the first of {self._setting} not known to be retired "
-                    f"({self._last_reason}; the rest of the list is tried in order if it is gone)")
+        label, setting, preferred = self._label, self._setting, ", ".join(self._preferred)
+        if first is None and self._live is None:
+            return (f"{label} default route: none of {setting} ({preferred}) is left to try; "
+                    f"requests go to the local model ({self._last_reason})")
         if first is None:
             live = ", ".join(self.served_ids()) or "none"
-            return (f"upstream default route: none of {self._setting} ({preferred}) is served to this "
-                    f"account, so requests go to the local model; chat models served: {live}")
-        why = "the first model of " + self._setting
+            return (f"{label} default route: {label} serves none of {setting} ({preferred}) to this account, "
+                    f"so requests go to the local model; chat models {label} serves: {live}")
+        if self._live is None:
+            return (f"{label} default route: {first}, the first of {setting} not known to be retired "
+                    f"({self._last_reason}; if it is gone, the next ones are tried in order)")
+        why = f"the first model of {setting} that {label} serves to this account"
         skipped = self._preferred[:self._preferred.index(first)]
         if skipped:
-            why += f" that the upstream serves to this account (not served: {', '.join(skipped)})"
-        return f"upstream default route: {first} ({why})"
+            why += f"; not served: {', '.join(skipped)}"
+        return f"{label} default route: {first} ({why})"
