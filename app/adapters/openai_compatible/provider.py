@@ -112,8 +112,11 @@ class OpenAICompatibleProvider:
                                                headers=self._headers()) as response:
                     self._observe(model, response)
                     body = await self._read(response)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             raise UpstreamTimeout(f"{self._endpoint.label} did not answer within {total:g} s") from None
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{self._endpoint.label} did not answer in time ({type(exc).__name__})") \
+                from None
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"cannot reach {self._endpoint.label} ({type(exc).__name__})") from None
         if response.status_code != 200:
@@ -179,8 +182,8 @@ class OpenAICompatibleProvider:
                         yield chunk
                 for chunk in ending.check():
                     yield chunk
-        except httpx.TimeoutException:
-            raise UpstreamTimeout(f"{label} stopped answering in time") from None
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{label} did not answer in time ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"the connection to {label} failed ({type(exc).__name__})") from None
 
