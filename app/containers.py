@@ -10,7 +10,7 @@ import httpx
 from dependency_injector import containers, providers
 from pydantic import SecretStr
 
-from app.adapters.groq import GroqProvider
+from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint, local_server_endpoint
 from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local_model import resolve_model_source
@@ -20,6 +20,9 @@ from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.failover import ResilientUpstream, RetryPolicy
 from app.domain.keys import AdminGuard, KeyRotationService
+from app.domain.model_catalog import ModelCatalog
+from app.domain.model_routing import CatalogUpstream
+from app.domain.rate_limits import RateLimitGate
 from app.domain.response_store import ResponseStore
 from app.ports import LLMProvider
 from app.settings import Settings
@@ -43,8 +46,16 @@ def llamacpp_provider(**kwargs: Any) -> LlamaCppProvider:
     return LlamaCppProvider(**kwargs)
 
 
-async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
-    """A pooled HTTP client for the upstream, closed with the app."""
+# How long start-up waits for Groq's model list before serving (it goes on in the background).
+MODELS_STARTUP_WAIT_SECONDS = 3.0
+
+
+async def open_http_client(*, timeout: float | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """A pooled HTTP client for an upstream, closed with the app.
+
+    No per-read timeout by default: the adapter puts whole-attempt deadlines
+    around every call, and a per-read timeout would only cut long streams short.
+    """
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
                                  limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)) as client:
         yield client
@@ -55,9 +66,30 @@ def reveal(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
 
 
+def reveal_or_empty(secret: SecretStr | None) -> str:
+    """A secret's value, or "" when unset (for adapters that send it only when set)."""
+    return secret.get_secret_value() if secret is not None else ""
+
+
 def upstream_choice(groq_api_key: SecretStr | None) -> str:
     """`groq` when a Groq key is set; `none` otherwise: every request is served locally."""
     return "groq" if groq_api_key is not None else "none"
+
+
+def catalog_of(upstream: LLMProvider | None) -> ModelCatalog | None:
+    """The live-model catalog behind the upstream, when it routes by one (tests may swap the upstream)."""
+    return upstream.catalog if isinstance(upstream, CatalogUpstream) else None
+
+
+async def keep_models_fresh(*, catalog: ModelCatalog | None) -> AsyncIterator[ModelCatalog | None]:
+    """Read the upstream's model list at start (briefly), and stop a refresh in flight at shutdown."""
+    if catalog is not None:
+        await catalog.start(wait_seconds=MODELS_STARTUP_WAIT_SECONDS)
+    try:
+        yield catalog
+    finally:
+        if catalog is not None:
+            await catalog.close()
 
 
 def guard_upstream(*, upstream: LLMProvider | None, **guards: Any) -> ResilientUpstream | None:
@@ -87,10 +119,21 @@ class Container(containers.DeclarativeContainer):
         ClientAddressPolicy, trust_proxy_headers=settings.provided.trust_proxy_headers,
         trusted_hops=settings.provided.trusted_proxy_hops)
 
-    http_client = providers.Resource(open_http_client, timeout=settings.provided.groq_timeout_seconds)
-    groq = providers.Singleton(
-        GroqProvider, client=http_client, api_key=providers.Callable(reveal, settings.provided.groq_api_key),
-        models=settings.provided.groq_model_list.call(), base_url=settings.provided.groq_base_url)
+    http_client = providers.Resource(open_http_client)
+    rate_limit_gate = providers.Singleton(RateLimitGate, clock=clock)
+    groq_adapter = providers.Singleton(
+        OpenAICompatibleProvider, client=http_client, on_rate_limits=rate_limit_gate.provided.observe,
+        endpoint=providers.Callable(
+            groq_endpoint, api_key=providers.Callable(reveal_or_empty, settings.provided.groq_api_key),
+            base_url=settings.provided.groq_base_url,
+            total_seconds=settings.provided.groq_timeout_seconds,
+            first_chunk_seconds=settings.provided.groq_first_chunk_timeout_seconds,
+            idle_seconds=settings.provided.groq_stream_idle_timeout_seconds))
+    model_catalog = providers.Singleton(
+        ModelCatalog, lister=groq_adapter, clock=clock, preferred=settings.provided.groq_model_list.call(),
+        refresh_seconds=settings.provided.groq_models_refresh_seconds)
+    groq = providers.Singleton(CatalogUpstream, upstream=groq_adapter, catalog=model_catalog, gate=rate_limit_gate)
+    local_http_client = providers.Resource(open_http_client)
     local_source = providers.Singleton(resolve_model_source, settings.provided.local_model)
     local = providers.Selector(
         settings.provided.local_runner,
@@ -104,6 +147,13 @@ class Container(containers.DeclarativeContainer):
             llamacpp_provider, source=local_source, max_tokens=settings.provided.local_max_tokens,
             threads=settings.provided.local_threads, max_queue=settings.provided.local_max_queue,
             context_tokens=settings.provided.local_context_tokens),
+        server=providers.Singleton(
+            OpenAICompatibleProvider, client=local_http_client,
+            endpoint=providers.Callable(
+                local_server_endpoint, base_url=settings.provided.local_server_url,
+                api_key=providers.Callable(reveal_or_empty, settings.provided.local_server_api_key),
+                model=settings.provided.local_server_model,
+                timeout_seconds=settings.provided.local_server_timeout_seconds)),
     )
     upstream = providers.Selector(providers.Callable(upstream_choice, settings.provided.groq_api_key),
                                   groq=groq, none=providers.Object(None))
@@ -115,13 +165,17 @@ class Container(containers.DeclarativeContainer):
     retry_policy = providers.Singleton(
         RetryPolicy, max_retries=settings.provided.groq_max_retries,
         base_seconds=settings.provided.groq_retry_base_seconds,
-        max_retry_after_seconds=settings.provided.groq_max_retry_after_seconds)
+        max_retry_after_seconds=settings.provided.groq_max_retry_after_seconds,
+        deadline_seconds=settings.provided.groq_request_deadline_seconds)
     guarded_upstream = providers.Singleton(
         guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
 
+    upstream_catalog = providers.Singleton(catalog_of, upstream)
+    models_refresh = providers.Resource(keep_models_fresh, catalog=upstream_catalog)
+
     chat_service = providers.Singleton(
         ChatService, upstream=guarded_upstream, local=local,
-        fallback_to_local=settings.provided.fallback_to_local)
+        fallback_to_local=settings.provided.fallback_to_local, catalog=upstream_catalog)
     response_store = providers.Singleton(
         ResponseStore, clock=clock, max_stored=settings.provided.responses_max_stored,
         ttl_seconds=settings.provided.responses_ttl_seconds)

@@ -46,12 +46,16 @@ class GroqSettings(_EnvSettings):
     groq_base_url: str = Field(
         default="https://api.groq.com/openai/v1", description="Groq's OpenAI-compatible base URL.")
     groq_model: str = Field(
-        default="llama-3.3-70b-versatile", description="Default Groq model.")
+        default="", description="Optional: a Groq model put first in the preference list "
+                                "(before GROQ_MODELS); kept for older configurations.")
     groq_models: str = Field(
-        default="", description="Comma-separated Groq models tried in order after GROQ_MODEL "
-                                "when a model is retired or unknown (e.g. openai/gpt-oss-120b).")
+        default="llama-3.3-70b-versatile,openai/gpt-oss-120b,openai/gpt-oss-20b",
+        description="Comma-separated Groq models in order of preference: a request naming no model "
+                    "(or one not served) goes to the first one Groq serves now.")
     groq_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="Timeout of one Groq request (connect, read, write).")
+        default=30.0, gt=0, description="Deadline of one whole Groq answer (connect, headers and body); "
+                                        "streams use GROQ_FIRST_CHUNK_TIMEOUT_SECONDS and "
+                                        "GROQ_STREAM_IDLE_TIMEOUT_SECONDS instead.")
     fallback_to_local: bool = Field(
         default=True, description="Serve a request with the local model when Groq is unavailable, "
                                   "even if the client named a Groq model.")
@@ -70,10 +74,31 @@ class GroqSettings(_EnvSettings):
         default=30.0, gt=0, description="How long the circuit stays open before one probe request "
                                         "tries Groq again.")
 
+    groq_models_refresh_seconds: float = Field(
+        default=3600, gt=0, description="How old Groq's model list may get before it is read again "
+                                        "(in the background, on the next request).")
+    groq_first_chunk_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="A Groq stream: longest wait from sending the request to the "
+                                        "answer's first chunk (then the request is retried or fails over).")
+    groq_stream_idle_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="A Groq stream that has started: longest wait for its next "
+                                        "chunk (then the stream ends with an error event).")
+    groq_request_deadline_seconds: float = Field(
+        default=60.0, gt=0, description="All Groq attempts of one request together (retries, model "
+                                        "changes and waits), until the answer or until a stream opens; "
+                                        "then the request fails over.")
+
+    @model_validator(mode="after")
+    def _some_groq_model(self) -> GroqSettings:
+        if not self.groq_model_list():
+            raise ValueError("GROQ_MODELS is empty: name at least one Groq model "
+                             "(e.g. openai/gpt-oss-120b)")
+        return self
+
     def groq_model_list(self) -> list[str]:
-        """GROQ_MODEL then GROQ_MODELS, without duplicates, in order."""
-        extra = [m.strip() for m in self.groq_models.split(",") if m.strip()]
-        return list(dict.fromkeys([self.groq_model, *extra]))
+        """The preference list: GROQ_MODEL (when set) then GROQ_MODELS, without duplicates, in order."""
+        listed = [m.strip() for m in f"{self.groq_model},{self.groq_models}".split(",") if m.strip()]
+        return list(dict.fromkeys(listed))
 
 
 class KeySettings(_EnvSettings):
@@ -134,9 +159,10 @@ class LocalSettings(_EnvSettings):
         default=None, gt=0, description="CPU threads for local generation (default: torch's choice).")
     local_preload: bool = Field(
         default=False, description="Load the local model at start-up instead of on first use.")
-    local_runner: Literal["transformers", "llamacpp"] = Field(
-        default="transformers", description="Engine of the local model: `transformers` (torch) or "
-                                            "`llamacpp` (GGUF only; needs the `llamacpp` extra).")
+    local_runner: Literal["transformers", "llamacpp", "server"] = Field(
+        default="transformers", description="Engine of the local model: `transformers` (torch), "
+                                            "`llamacpp` (GGUF only; needs the `llamacpp` extra) or "
+                                            "`server` (an OpenAI-compatible server at LOCAL_SERVER_URL).")
     local_model_cache: str = Field(
         default="~/.cache/ai-api-server/models",
         description="Where the transformers runner keeps the converted copy of a GGUF model, so only "
@@ -159,6 +185,24 @@ class LocalSettings(_EnvSettings):
     local_context_tokens: int = Field(
         default=0, ge=0, description="Context window of the local model in tokens, capped at the "
                                      "model's own (0: the model's own). Smaller saves memory.")
+    local_server_url: str = Field(
+        default="", description="LOCAL_RUNNER=server: base URL of the OpenAI-compatible server "
+                                "(llama.cpp's server, vLLM, Ollama, SGLang), e.g. http://127.0.0.1:8080/v1.")
+    local_server_api_key: OptionalSecret = Field(
+        default=None, description="LOCAL_RUNNER=server: API key sent to that server, if it wants one.")
+    local_server_model: str = Field(
+        default="", description="LOCAL_RUNNER=server: model name sent to the server (clients see "
+                                "local/<name>). Empty: the server's own default, listed as local/default.")
+    local_server_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="LOCAL_RUNNER=server: deadline of one whole answer, and the "
+                                         "longest wait for a stream's first and next chunks.")
+
+    @model_validator(mode="after")
+    def _server_needs_a_url(self) -> LocalSettings:
+        if self.local_runner == "server" and not self.local_server_url.strip():
+            raise ValueError("LOCAL_RUNNER=server needs LOCAL_SERVER_URL (the OpenAI-compatible server's "
+                             "base URL, e.g. http://127.0.0.1:8080/v1)")
+        return self
 
 
 class ServerSettings(_EnvSettings):

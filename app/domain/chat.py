@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.domain.errors import UpstreamUnavailable
+from app.domain.model_catalog import ModelCatalog
 from app.domain.models import ChatRequest, Completion
 from app.domain.streams import ChunkStream
 from app.ports import LLMProvider
@@ -22,24 +23,32 @@ class ModelInfo:
 
     id: str
     provider: str
+    context_window: int | None = None
 
 
 class ChatService:
     """Routes chat requests to the upstream provider or the local one.
 
     `upstream` is None when no Groq key is configured: then everything is local.
+    `catalog`, when the upstream has one, describes its live models (context windows).
     """
 
     def __init__(self, *, upstream: LLMProvider | None, local: LLMProvider,
-                 fallback_to_local: bool = True) -> None:
+                 fallback_to_local: bool = True, catalog: ModelCatalog | None = None) -> None:
         self._upstream = upstream
         self._local = local
         self._fallback = fallback_to_local
+        self._catalog = catalog
 
     def models(self) -> list[ModelInfo]:
         """Every model a client may name: upstream ones first, then the local one."""
-        providers = [p for p in (self._upstream, self._local) if p is not None]
-        return [ModelInfo(id=m, provider=p.name) for p in providers for m in p.model_ids()]
+        upstream: list[ModelInfo] = []
+        if self._upstream is not None and self._catalog is not None:
+            upstream = [ModelInfo(id=m.id, provider=self._upstream.name, context_window=m.context_window)
+                        for m in self._catalog.served()]
+        elif self._upstream is not None:
+            upstream = [ModelInfo(id=m, provider=self._upstream.name) for m in self._upstream.model_ids()]
+        return upstream + [ModelInfo(id=m, provider=self._local.name) for m in self._local.model_ids()]
 
     async def complete(self, request: ChatRequest, *, route: Route = "auto") -> Completion:
         """Answer `request` whole, failing over to the local model when upstream is down."""

@@ -86,6 +86,10 @@ class ModelRetired(UpstreamUnavailable):
     """The upstream model is decommissioned or unknown; another model may work."""
 
 
+class RateLimited(UpstreamUnavailable):
+    """The upstream's rate limit is used up until `retry_after`: it was not asked (no verdict on its health)."""
+
+
 class UpstreamAuthFailed(UpstreamError):
     """The upstream rejected the server's own credentials."""
 

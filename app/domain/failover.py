@@ -10,7 +10,7 @@ from typing import TypeVar
 from dataclasses import dataclass
 
 from app.domain.circuit_breaker import CircuitBreaker
-from app.domain.errors import DomainError, ModelRetired, UpstreamTimeout, UpstreamUnavailable
+from app.domain.errors import DomainError, ModelRetired, RateLimited, UpstreamTimeout, UpstreamUnavailable
 from app.domain.models import ChatRequest, Chunk, Completion
 from app.domain.streams import ChunkStream
 from app.ports import LLMProvider
@@ -33,6 +33,7 @@ class RetryPolicy:
     max_retries: int = 2
     base_seconds: float = 0.5
     max_retry_after_seconds: float = 5.0
+    deadline_seconds: float | None = None  # all attempts of one request, waits included
 
     def delay(self, attempt: int, retry_after: float | None, jitter: float) -> float | None:
         """Seconds to wait before retry number `attempt` (0-based), or None: don't retry."""
@@ -52,9 +53,11 @@ class ResilientUpstream:
     """An LLMProvider that retries its upstream and skips it while the circuit is open.
 
     Retried: connection errors, 5xx and 429 (`UpstreamUnavailable`). Not retried:
-    timeouts (the time budget is spent), retired models (the adapter already moved
+    timeouts (the time budget is spent), retired models (the router already moved
     through its model list), client errors. Each request that still fails counts
     once towards the breaker; the half-open probe is tried once, without retries.
+    All attempts of one request, and the waits between them, end by the policy's
+    deadline (then `UpstreamTimeout`, and the caller falls back).
     """
 
     def __init__(self, *, upstream: LLMProvider, breaker: CircuitBreaker, policy: RetryPolicy,
@@ -81,30 +84,42 @@ class ResilientUpstream:
     async def open_stream(self, request: ChatRequest) -> ChunkStream:
         """The upstream's stream, retried while opening; a failure after it opened counts against the breaker."""
         stream = await self._call(lambda: self._upstream.open_stream(request))
-        return ChunkStream(stream.first, self._watch(stream))
+        rest = self._watch(stream)
+        await anext(rest)  # started: from now on closing `rest` runs its `finally` (an unstarted one would not)
+        return ChunkStream(stream.first, rest)  # type: ignore[arg-type]  # past the primer: chunks only
 
     async def _call(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
-        """`attempt_once()` retried while worth it; the outcome is told to the breaker."""
+        """`attempt_once()` retried while worth it, within the deadline; the outcome is told to the breaker."""
         probe = self._admit()
-        attempt = 0
+        deadline = self._policy.deadline_seconds
+        ends_at = None if deadline is None else asyncio.get_running_loop().time() + deadline
         try:
-            while True:
-                try:
-                    result = await attempt_once()
-                except UpstreamUnavailable as exc:
-                    if not await self._wait_before_retry(exc, attempt, probe):
-                        raise
-                    attempt += 1
-                    continue
-                self._breaker.record_success()
-                return result
+            try:
+                async with asyncio.timeout_at(ends_at):
+                    result = await self._attempts(attempt_once, probe, ends_at)
+            except TimeoutError:
+                raise UpstreamTimeout(f"The upstream gave no answer within the request deadline "
+                                      f"({deadline:g} s).") from None
         except BaseException as exc:
             self._settle(exc)
             raise
+        self._breaker.record_success()
+        return result
 
-    async def _watch(self, stream: ChunkStream) -> AsyncGenerator[Chunk, None]:
-        """The rest of an opened stream; a break mid-stream is a failure of the upstream."""
+    async def _attempts(self, attempt_once: Callable[[], Awaitable[T]], probe: bool, ends_at: float | None) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await attempt_once()
+            except UpstreamUnavailable as exc:
+                if not await self._wait_before_retry(exc, attempt, probe, ends_at):
+                    raise
+                attempt += 1
+
+    async def _watch(self, stream: ChunkStream) -> AsyncGenerator[Chunk | None, None]:
+        """The rest of an opened stream, after one `None` that primes it; a break mid-stream is a failure."""
         try:
+            yield None
             await anext(stream)  # the first chunk, already handed out by the caller's ChunkStream
             async for chunk in stream:
                 yield chunk
@@ -122,12 +137,13 @@ class ResilientUpstream:
                               retry_after=self._breaker.retry_after() or None)
         return admission == "probe"
 
-    async def _wait_before_retry(self, exc: UpstreamUnavailable, attempt: int, probe: bool) -> bool:
-        """Sleep and return True when `exc` deserves another attempt."""
+    async def _wait_before_retry(self, exc: UpstreamUnavailable, attempt: int, probe: bool,
+                                 ends_at: float | None) -> bool:
+        """Sleep and return True when `exc` deserves another attempt before the deadline."""
         if probe or isinstance(exc, (ModelRetired, UpstreamTimeout)):
             return False
         delay = self._policy.delay(attempt, exc.retry_after, self._jitter())
-        if delay is None:
+        if delay is None or (ends_at is not None and asyncio.get_running_loop().time() + delay >= ends_at):
             return False
         log.info("upstream unavailable (%s); retry %d in %.2f s", exc.message, attempt + 1, delay)
         await self._sleep(delay)
@@ -135,7 +151,9 @@ class ResilientUpstream:
 
     def _settle(self, exc: BaseException) -> None:
         """Tell the breaker how a call that raised `exc` ended."""
-        if isinstance(exc, ModelRetired):
+        if isinstance(exc, RateLimited):
+            self._breaker.release()  # the upstream was not asked: no verdict on its health
+        elif isinstance(exc, ModelRetired):
             self._breaker.record_success()  # Groq answered; the model list is a configuration matter
         elif isinstance(exc, UpstreamUnavailable):
             self._breaker.record_failure()

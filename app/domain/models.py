@@ -73,10 +73,22 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     user: str | None = None
     include_usage: bool = False
+    # Reasoning models (Groq's gpt-oss, Qwen): passed on as given; other models ignore or refuse them.
+    reasoning_effort: str | None = None
+    reasoning_format: str | None = None
+    include_reasoning: bool | None = None
 
     def with_model(self, model: str | None) -> ChatRequest:
         """Copy with another target model."""
         return replace(self, model=model)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamModel:
+    """A model an upstream says it serves; `context_window` in tokens when it says."""
+
+    id: str
+    context_window: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +114,15 @@ class Completion:
     finish_reason: FinishReason = "stop"
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
     tool_calls: tuple[dict[str, Any], ...] | None = None
+    reasoning: str | None = None  # a reasoning model's thinking, apart from the answer's text
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """A piece of a streamed answer.
 
-    The last chunk of a stream carries `finish_reason` and, when known, `usage`.
+    The last chunk of a stream carries `finish_reason` and, when known, `usage`
+    (a usage-only chunk may follow it).
     """
 
     model: str
@@ -117,3 +131,4 @@ class Chunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     tool_calls: tuple[dict[str, Any], ...] | None = None
+    reasoning: str = ""  # a piece of a reasoning model's thinking, never part of `text`

@@ -8,20 +8,14 @@ under uvicorn with the real local model and Groq unreachable.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from dependency_injector import providers
-from fastapi.testclient import TestClient
 
-from app.containers import Container
-from app.main import create_app
-from app.settings import Settings
 from tests.support.fake_groq import (
+    ENTERPRISE_LLAMA,
     FAKE_GROQ_KEY,
     Answer,
     BrokenStream,
@@ -31,72 +25,20 @@ from tests.support.fake_groq import (
     StreamError,
     groq_error,
 )
+from tests.support.gateway_rig import (
+    ADMIN,
+    LOCAL_MODEL,
+    Rig,
+    assert_openai_error,
+    sse_events,
+    streamed_text,
+)
 from tests.support.net import free_port
 from tests.support.server import AppServer
-from tests.unit.fakes import FakeClock, FakeKeyStore, FakeLLMProvider, FakeSleep
-
-ADMIN = "failover-admin-secret-0123456789"
-LOCAL_MODEL = "local/SmolLM2-135M-Instruct"
-FIRST, SECOND = "llama-3.3-70b-versatile", "openai/gpt-oss-120b"
+# The default route against the 2026 list: llama-3.3-70b-versatile is gone, the next two are live.
+FIRST, SECOND = "openai/gpt-oss-120b", "openai/gpt-oss-20b"
+LLAMA = "llama-3.3-70b-versatile"
 HTML_503 = "<html><head><title>503 Service Temporarily Unavailable</title></head><body>nginx</body></html>"
-
-
-class Rig:
-    """The in-process app: real container and Groq adapter, fake local model, clock and sleep."""
-
-    def __init__(self, groq_url: str, tmp_path: Path, **settings: Any) -> None:
-        self.clock = FakeClock()
-        self.sleep = FakeSleep()
-        self.local = FakeLLMProvider(name="local", models=[LOCAL_MODEL], answer="hi from local")
-        container = Container()
-        container.override_providers(clock=providers.Object(self.clock), sleep=providers.Object(self.sleep),
-                                     key_store=providers.Object(FakeKeyStore()),
-                                     local=providers.Object(self.local))
-        base = {"key_file": str(tmp_path / "k.json"), "admin_secret": ADMIN, "groq_api_key": FAKE_GROQ_KEY,
-                "groq_base_url": groq_url, "groq_models": SECOND, "groq_timeout_seconds": 1.0,
-                "circuit_failure_threshold": 3, "circuit_cooldown_seconds": 30}
-        self.client = TestClient(create_app(Settings(**{**base, **settings}), container))
-
-    def __enter__(self) -> Rig:
-        self.client.__enter__()
-        key = self.client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
-        self.client.headers["authorization"] = f"Bearer {key}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.__exit__(*exc)
-
-    def chat(self, *, model: str = "gpt-3.5-turbo", **extra: Any) -> httpx.Response:
-        return self.client.post("/v1/chat/completions", json={
-            "model": model, "messages": [{"role": "user", "content": "hello"}], **extra})
-
-    def stream(self, **extra: Any) -> tuple[httpx.Response, list[dict[str, Any]]]:
-        body = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hello"}], "stream": True,
-                **extra}
-        with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                response.read()
-                return response, []
-            return response, sse_events(response.iter_lines())
-
-
-def sse_events(lines: Iterator[str]) -> list[dict[str, Any]]:
-    lines = [line for line in lines if line]
-    assert all(line.startswith("data: ") for line in lines), lines
-    assert lines[-1] == "data: [DONE]"
-    return [json.loads(line[6:]) for line in lines[:-1]]
-
-
-def streamed_text(events: list[dict[str, Any]]) -> str:
-    return "".join(e["choices"][0]["delta"].get("content", "") for e in events if e.get("choices"))
-
-
-def assert_openai_error(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert "Traceback" not in response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    return error
 
 
 @pytest.fixture
@@ -233,24 +175,30 @@ def test_a_stream_that_breaks_before_its_first_token_is_retried(rig: Rig, fake_g
     assert streamed_text(events) == "retried fine"
 
 
-def test_model_not_found_on_the_first_model_moves_to_the_next(rig: Rig, fake_groq: FakeGroq) -> None:
-    fake_groq.retired_models.add(FIRST)
-
-    response = rig.chat()
-    streamed, events = rig.stream()
+def test_a_listed_model_that_answers_404_is_retired_and_the_next_one_answers(
+        fake_groq: FakeGroq, tmp_path: Path) -> None:
+    fake_groq.serve(ENTERPRISE_LLAMA)  # listed at start...
+    with Rig(fake_groq.base_url, tmp_path) as rig:
+        fake_groq.retire(LLAMA)  # ...then gone: a 404 `model_not_found`
+        response = rig.chat()
+        streamed, events = rig.stream()
+        later = rig.chat()
 
     assert response.headers["x-provider"] == "groq"
-    assert response.json()["model"] == SECOND
-    assert {e["model"] for e in events} == {SECOND}
-    assert [r["model"] for r in fake_groq.requests] == [FIRST, SECOND, FIRST, SECOND]
+    assert response.json()["model"] == later.json()["model"] == FIRST
+    assert {e["model"] for e in events} == {FIRST}
+    assert fake_groq.chat_models() == [LLAMA, FIRST, FIRST, FIRST]  # the retired model is asked once
+    assert fake_groq.model_list_calls == 2  # at start, and again when Groq said a model was gone
 
 
-def test_every_groq_model_retired_is_served_locally(rig: Rig, fake_groq: FakeGroq) -> None:
-    fake_groq.retired_models.update({FIRST, SECOND})
-
-    response = rig.chat()
+def test_every_groq_model_retired_is_served_locally(fake_groq: FakeGroq, tmp_path: Path) -> None:
+    for model in (FIRST, SECOND):
+        fake_groq.retire(model)
+    with Rig(fake_groq.base_url, tmp_path) as rig:
+        response = rig.chat()
 
     assert response.headers["x-provider"] == "local"
+    assert fake_groq.requests == []  # nothing left to ask: no round trip
 
 
 def test_groq_client_errors_pass_through_and_never_fall_back(rig: Rig, fake_groq: FakeGroq) -> None:

@@ -18,13 +18,14 @@ from tests.support.server import AppServer
 
 pytestmark = pytest.mark.model
 ADMIN = "sdk-admin-secret-0123456789"
-FIRST, SECOND = "llama-3.3-70b-versatile", "openai/gpt-oss-120b"
+# What the default GROQ_MODELS gives against the fake's late-2026 list (llama-3.3-70b-versatile is retired).
+FIRST, SECOND = "openai/gpt-oss-120b", "openai/gpt-oss-20b"
 LOCAL_MODEL = "local/SmolLM2-135M-Instruct"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, fake_groq_server: FakeGroq) -> Iterator[AppServer]:
-    env = {"GROQ_API_KEY": FAKE_GROQ_KEY, "GROQ_BASE_URL": fake_groq_server.base_url, "GROQ_MODELS": SECOND,
+    env = {"GROQ_API_KEY": FAKE_GROQ_KEY, "GROQ_BASE_URL": fake_groq_server.base_url,
            "ADMIN_SECRET": ADMIN, "LOCAL_MAX_TOKENS": "16"}
     app = AppServer(tmp_path_factory.mktemp("sdk"), env)
     try:
@@ -94,7 +95,7 @@ def test_sdk_legacy_completion_and_stream(client: openai.OpenAI, fake_groq: Fake
 def test_sdk_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
 
-    assert ids == [FIRST, SECOND, LOCAL_MODEL]
+    assert ids == [FIRST, SECOND, "qwen/qwen3.8-27b", LOCAL_MODEL]
     assert client.models.retrieve(SECOND).id == SECOND
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-4")

@@ -1,18 +1,26 @@
-"""A fake Groq server on a loopback port, speaking Groq's wire format.
+"""A fake Groq server on a loopback port, speaking Groq's wire format as it is in late 2026.
 
-Behaviour is scripted per request (`FakeGroq.script(...)`); with nothing
-scripted it answers like Groq does. Facts: shared/reference/groq-wire-format.md.
+Facts: shared/reference/groq-wire-format.md. It serves the 2026 model list
+(the Llama 3 70B models answer 404 `model_not_found` or 400
+`model_decommissioned`), reports rate limits in `x-ratelimit-*` headers (and
+answers 429 once a limit is used up), validates parameters as Groq does,
+returns reasoning for reasoning models, streams tool calls in pieces, ends
+streams with the `x_groq.usage` chunk and, when asked, the `choices: []` usage
+chunk. Behaviour is scripted per request (`FakeGroq.script(...)`, see
+groq_behaviours); with nothing scripted it answers like Groq does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -21,99 +29,85 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.groq_behaviours import (
+    Answer,
+    BrokenStream,
+    Drip,
+    EchoKey,
+    EndsEarly,
+    Fail,
+    Huge,
+    PauseMidStream,
+    Raw,
+    RawStream,
+    SlowStream,
+    Stall,
+    StreamError,
+    groq_error,
+    model_decommissioned,
+    model_not_found,
+    rate_limited,
+    tool_call_answer,
+)
 from tests.support.net import bound_socket
+
+__all__ = ["FAKE_GROQ_KEY", "FakeGroq", "Answer", "BrokenStream", "Drip", "EchoKey", "EndsEarly", "Fail",
+           "Huge", "PauseMidStream", "Raw", "RawStream", "SlowStream", "Stall", "StreamError", "groq_error",
+           "model_decommissioned", "model_not_found", "rate_limited", "tool_call_answer", "LIVE_2026", "RETIRED_2026",
+           "ENTERPRISE_LLAMA"]
 
 FAKE_GROQ_KEY = "gsk_FAKEtestKEY0123456789abcdefghij"
 
-
-@dataclass
-class Answer:
-    """A normal answer (streamed in word chunks when the request streams)."""
-
-    text: str = "Hello from fake Groq!"
-    finish_reason: str = "stop"
-    tool_calls: list[dict[str, Any]] | None = None
-
-
-@dataclass
-class Fail:
-    """An HTTP error with a raw or JSON body and headers."""
-
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Stall:
-    """Hold the request open for `seconds` before answering normally."""
-
-    seconds: float
-
-
-@dataclass
-class BrokenStream:
-    """Stream `chunks` content chunks, then drop the connection without [DONE]."""
-
-    chunks: int = 2
+# GET /models in late 2026 (chat and audio models; `active` and `public_apps` as Groq sends them).
+LIVE_2026: list[dict[str, Any]] = [
+    {"id": "openai/gpt-oss-120b", "owned_by": "OpenAI", "created": 1754408224,
+     "context_window": 131072, "max_completion_tokens": 65536},
+    {"id": "openai/gpt-oss-20b", "owned_by": "OpenAI", "created": 1754407957,
+     "context_window": 131072, "max_completion_tokens": 65536},
+    {"id": "qwen/qwen3.8-27b", "owned_by": "Alibaba Cloud", "created": 1781740800,
+     "context_window": 131042, "max_completion_tokens": 40960},
+    {"id": "whisper-large-v3", "owned_by": "OpenAI", "created": 1693721698,
+     "context_window": 448, "max_completion_tokens": 448},
+    {"id": "whisper-large-v3-turbo", "owned_by": "OpenAI", "created": 1728413088,
+     "context_window": 448, "max_completion_tokens": 448},
+]
+# Retired models and how each one answers now: the older ones 400, the 2026 ones 404.
+RETIRED_2026 = {
+    "llama3-70b-8192": "model_decommissioned",
+    "llama-3.1-70b-versatile": "model_decommissioned",
+    "llama-3.3-70b-versatile": "model_not_found",
+    "llama-3.1-8b-instant": "model_not_found",
+    "qwen/qwen3.6-27b": "model_not_found",
+    "groq/compound": "model_not_found",
+    "groq/compound-mini": "model_not_found",
+}
+# What an enterprise contract still gets (fake.serve(ENTERPRISE_LLAMA)).
+ENTERPRISE_LLAMA = {"id": "llama-3.3-70b-versatile", "owned_by": "Meta", "created": 1733447754,
+                    "context_window": 131072, "max_completion_tokens": 32768}
+_REASONING_PREFIXES = ("openai/gpt-oss", "qwen/")
+_NOT_CHAT = ("whisper",)
+DEFAULT_REASONING = "The user greets me; a short friendly answer fits."
 
 
 @dataclass
-class StreamError:
-    """Stream `chunks` content chunks, then an error event (Groq's mid-stream error)."""
+class Limits:
+    """The organisation's rate limits as the headers report them; a used-up limit answers 429."""
 
-    chunks: int = 1
+    limit_requests: int = 14400
+    limit_tokens: int = 250000
+    remaining_requests: int = 14400
+    remaining_tokens: int = 250000
+    reset_requests: str = "2m59.56s"
+    reset_tokens: str = "7.66s"
 
-
-@dataclass
-class SlowStream:
-    """Stream `chunks` content chunks `interval` seconds apart; records how the stream ended.
-
-    `closed` turns True when the stream ends in any way, `completed` only when
-    every chunk and [DONE] went out (False: the client went away first).
-    """
-
-    chunks: int = 400
-    interval: float = 0.05
-    sent: int = 0
-    completed: bool = False
-    closed: bool = False
-
-
-def groq_error(message: str, *, code: str | None = None, type_: str = "invalid_request_error",
-               param: str | None = None) -> dict[str, Any]:
-    """Groq's error envelope."""
-    error: dict[str, Any] = {"message": message, "type": type_}
-    if code:
-        error["code"] = code
-    if param:
-        error["param"] = param
-    return {"error": error}
-
-
-def tool_call_answer(name: str, arguments: str, *, call_id: str = "call_fake0") -> Answer:
-    """An answer that calls one function (streamed as Groq streams tool calls)."""
-    return Answer(text="", finish_reason="tool_calls", tool_calls=[
-        {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}])
-
-
-def streamed_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Groq's `delta.tool_calls` pieces: id, type and name first, then the arguments in two pieces."""
-    pieces: list[dict[str, Any]] = []
-    for index, call in enumerate(calls):
-        arguments = call["function"]["arguments"]
-        half = len(arguments) // 2
-        pieces.append({"index": index, "id": call["id"], "type": "function",
-                       "function": {"name": call["function"]["name"], "arguments": ""}})
-        pieces += [{"index": index, "function": {"arguments": part}}
-                   for part in (arguments[:half], arguments[half:]) if part]
-    return pieces
-
-
-def model_not_found(model: str) -> Fail:
-    """Groq's 404 for an unknown or retired model."""
-    return Fail(404, groq_error(f"The model `{model}` does not exist or you do not have access to it.",
-                                code="model_not_found"))
+    def headers(self) -> dict[str, str]:
+        """Groq's x-ratelimit-* headers."""
+        return {"x-ratelimit-limit-requests": str(self.limit_requests),
+                "x-ratelimit-limit-tokens": str(self.limit_tokens),
+                "x-ratelimit-remaining-requests": str(max(0, self.remaining_requests)),
+                "x-ratelimit-remaining-tokens": str(max(0, self.remaining_tokens)),
+                "x-ratelimit-reset-requests": self.reset_requests,
+                "x-ratelimit-reset-tokens": self.reset_tokens}
 
 
 class FakeGroq:
@@ -122,9 +116,11 @@ class FakeGroq:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.retired_models: set[str] = set()
+        self.model_list_calls = 0
         self._script: deque[Any] = deque()
+        self._models_script: deque[Any] = deque()
         self._lock = threading.Lock()
+        self._reset_state()
         self._sock = bound_socket()
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}/openai/v1"
@@ -132,9 +128,21 @@ class FakeGroq:
             Route("/openai/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/openai/v1/models", self._models, methods=["GET"]),
         ])
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                                     timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         daemon=True)
+
+    def _reset_state(self) -> None:
+        self.live: dict[str, dict[str, Any]] = {m["id"]: copy.deepcopy(m) for m in LIVE_2026}
+        self.retired: dict[str, str] = dict(RETIRED_2026)
+        self._limits: dict[str, Limits] = {}
+
+    def limits(self, model: str) -> Limits:
+        """The limits of one model (Groq's limits are per organisation and model)."""
+        return self._limits.setdefault(model, Limits())
+
+    # --- control ------------------------------------------------------------------------------
 
     def start(self) -> FakeGroq:
         """Serve until stop(); returns once the server accepts connections."""
@@ -153,119 +161,297 @@ class FakeGroq:
         self._sock.close()
 
     def script(self, *behaviours: Any) -> None:
-        """Queue behaviours for the next requests, one each, in order."""
+        """Queue behaviours for the next chat requests, one each, in order."""
         with self._lock:
             self._script.extend(behaviours)
 
+    def script_models(self, *behaviours: Any) -> None:
+        """Queue behaviours (Fail, Stall) for the next `GET /models` requests."""
+        with self._lock:
+            self._models_script.extend(behaviours)
+
+    def serve(self, model: dict[str, Any]) -> None:
+        """Make a model live (an enterprise account keeps llama-3.3-70b-versatile: ENTERPRISE_LLAMA)."""
+        self.live[model["id"]] = copy.deepcopy(model)
+        self.retired.pop(model["id"], None)
+
+    def retire(self, model: str, code: str = "model_not_found") -> None:
+        """Retire a model: it leaves the list and answers like Groq's retired models."""
+        self.live.pop(model, None)
+        self.retired[model] = code
+
     def reset(self) -> None:
-        """Forget scripts, retired models and recorded requests."""
+        """Back to the 2026 list and fresh limits; forget scripts and recorded requests."""
         with self._lock:
             self._script.clear()
+            self._models_script.clear()
             self.requests.clear()
             self.headers.clear()
-            self.retired_models.clear()
+            self.model_list_calls = 0
+            self._reset_state()
 
-    def _next(self) -> Any:
+    def chat_models(self) -> list[str]:
+        """The models the gateway was asked to chat with, in order."""
+        return [r.get("model", "") for r in self.requests]
+
+    def _next(self, queue: deque[Any], default: Any) -> Any:
         with self._lock:
-            return self._script.popleft() if self._script else Answer()
+            return queue.popleft() if queue else default
+
+    # --- GET /models --------------------------------------------------------------------------
 
     async def _models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            {"id": "openai/gpt-oss-120b", "object": "model", "created": 1754408224, "owned_by": "OpenAI",
-             "active": True, "context_window": 131072, "max_completion_tokens": 65536}]})
-
-    async def _chat(self, request: Request) -> Response:
-        body = await request.json()
-        self.requests.append(body)
-        self.headers.append(dict(request.headers))
+        self.model_list_calls += 1
         if request.headers.get("authorization") != f"Bearer {FAKE_GROQ_KEY}":
             return JSONResponse(groq_error("Invalid API Key", code="invalid_api_key"), status_code=401)
-        model = body.get("model", "")
-        if model in self.retired_models:
-            behaviour: Any = model_not_found(model)
-        else:
-            behaviour = self._next()
+        behaviour = self._next(self._models_script, None)
         if isinstance(behaviour, Stall):
             await asyncio.sleep(behaviour.seconds)
-            behaviour = Answer()
-        if isinstance(behaviour, Fail):
-            if behaviour.body is None:
-                return Response(b"", status_code=behaviour.status, headers=behaviour.headers)
-            if isinstance(behaviour.body, (bytes, str)):
-                return Response(behaviour.body, status_code=behaviour.status, headers=behaviour.headers,
-                                media_type="text/html")
-            return JSONResponse(behaviour.body, status_code=behaviour.status, headers=behaviour.headers)
-        headers = {"x-request-id": f"req_{uuid.uuid4().hex}", "x-ratelimit-remaining-requests": "99"}
-        if isinstance(behaviour, SlowStream) and body.get("stream"):
-            return StreamingResponse(self._slow_events(model, behaviour), media_type="text/event-stream",
-                                     headers=headers)
+        if isinstance(behaviour, (Fail, Raw)):
+            return _failure(behaviour)
+        return JSONResponse({"object": "list", "data": [
+            {**m, "object": "model", "active": True, "public_apps": None} for m in self.live.values()]})
+
+    # --- POST /chat/completions ---------------------------------------------------------------
+
+    async def _chat(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse(groq_error("Invalid JSON body"), status_code=400)
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        authorization = request.headers.get("authorization", "")
+        if authorization != f"Bearer {FAKE_GROQ_KEY}":
+            return JSONResponse(groq_error("Invalid API Key", code="invalid_api_key"), status_code=401)
+        model = body.get("model", "")
+        behaviour = self._refusal(model, body) or self._next(self._script, Answer())
+        if isinstance(behaviour, Stall):
+            await asyncio.sleep(behaviour.seconds)
+            behaviour = behaviour.then or Answer()
+        if isinstance(behaviour, EchoKey):
+            behaviour = _echo(behaviour, authorization)
+        if isinstance(behaviour, (Fail, Raw)):
+            return _failure(behaviour, self.limits(model).headers())
+        headers = {"x-request-id": f"req_{uuid.uuid4().hex}", **self._spend(model)}
+        if isinstance(behaviour, Huge):
+            return StreamingResponse(_huge(behaviour.size, stream=bool(body.get("stream"))), headers=headers,
+                                     media_type="text/event-stream" if body.get("stream") else "application/json")
+        if isinstance(behaviour, RawStream):
+            return StreamingResponse(_raw_events(behaviour.events), media_type="text/event-stream", headers=headers)
         if body.get("stream"):
-            return StreamingResponse(self._events(model, behaviour, body), media_type="text/event-stream",
-                                     headers=headers)
+            events = _slow_events(model, behaviour) if isinstance(behaviour, SlowStream) \
+                else self._events(model, behaviour, body)
+            if isinstance(behaviour, Drip):
+                events = _drip(_joined(self._events(model, Answer(), body)), behaviour.interval)
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         answer = behaviour if isinstance(behaviour, Answer) else Answer()
-        message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+        completion = self._completion(model, answer, body)
+        if isinstance(behaviour, Drip):
+            return StreamingResponse(_drip(_one(json.dumps(completion)), behaviour.interval),
+                                     media_type="application/json", headers=headers)
+        # json.dumps escapes what UTF-8 cannot carry (a lone surrogate), as a JSON encoder may.
+        return Response(json.dumps(completion), media_type="application/json", headers=headers)
+
+    def _refusal(self, model: str, body: dict[str, Any]) -> Fail | None:
+        """What Groq answers before running anything: retired or unknown model, bad parameter, used-up limit."""
+        if model in self.retired:
+            return model_decommissioned(model) if self.retired[model] == "model_decommissioned" \
+                else model_not_found(model)
+        if model not in self.live:
+            return model_not_found(model)
+        if any(part in model for part in _NOT_CHAT):
+            return Fail(400, groq_error(f"The model `{model}` does not support chat completions",
+                                        param="model"))
+        for param in ("logprobs", "logit_bias", "top_logprobs"):
+            if body.get(param) is not None:
+                return Fail(400, groq_error(f"`{param}` is not supported with this model", param=param))
+        if body.get("n", 1) != 1:
+            return Fail(400, groq_error("'n' : number must be at most 1", param="n"))
+        if isinstance(body.get("stop"), list) and len(body["stop"]) > 4:
+            return Fail(400, groq_error("'stop' : maximum 4 items allowed", param="stop"))
+        if body.get("reasoning_effort") == "none" and model == "openai/gpt-oss-120b":
+            return Fail(400, groq_error("`reasoning_effort` value `none` is not supported with this model",
+                                        param="reasoning_effort"))
+        limits = self.limits(model)
+        if limits.remaining_requests <= 0:
+            return rate_limited(kind="requests", retry_after="180", reset_requests=limits.reset_requests)
+        if limits.remaining_tokens <= 0:
+            return rate_limited(kind="tokens", reset_tokens=limits.reset_tokens)
+        return None
+
+    def _spend(self, model: str) -> dict[str, str]:
+        """Count one request (and its tokens) against the model's limits; the headers after it."""
+        limits = self.limits(model)
+        limits.remaining_requests -= 1
+        limits.remaining_tokens -= 20
+        return limits.headers()
+
+    def _reasoning(self, model: str, answer: Answer, body: dict[str, Any]) -> tuple[str, str]:
+        """(reasoning for the `reasoning` field, text) as the request's reasoning options ask."""
+        reasoning = answer.reasoning
+        if reasoning is None:
+            reasoning = DEFAULT_REASONING if model.startswith(_REASONING_PREFIXES) else ""
+        if not reasoning or body.get("reasoning_format") == "hidden" or body.get("include_reasoning") is False:
+            return "", answer.text
+        if body.get("reasoning_format") == "raw":
+            return "", f"<think>{reasoning}</think>{answer.text}"
+        return reasoning, answer.text
+
+    def _completion(self, model: str, answer: Answer, body: dict[str, Any]) -> dict[str, Any]:
+        reasoning, text = self._reasoning(model, answer, body)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if reasoning:
+            message["reasoning"] = reasoning
         if answer.tool_calls:
             message = {"role": "assistant", "tool_calls": answer.tool_calls}
-        return JSONResponse({
+        completion_tokens = len(text.split()) + len(reasoning.split())
+        return {
             "id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion", "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": answer.finish_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}],
             "usage": {"queue_time": 0.01, "prompt_tokens": 12, "prompt_time": 0.001,
-                      "completion_tokens": len(answer.text.split()), "completion_time": 0.01,
-                      "total_tokens": 12 + len(answer.text.split()), "total_time": 0.011},
-            "usage_breakdown": None, "system_fingerprint": "fp_fake", "x_groq": {"id": "req_fake"},
-            "service_tier": "on_demand"}, headers=headers)
+                      "completion_tokens": completion_tokens, "completion_time": 0.01,
+                      "total_tokens": 12 + completion_tokens, "total_time": 0.011},
+            "usage_breakdown": None, "system_fingerprint": "fp_fake",
+            "x_groq": {"id": f"req_{uuid.uuid4().hex}", "seed": 1790130236}, "service_tier": "on_demand"}
 
-    async def _events(self, model: str, behaviour: Any, body: dict[str, Any]):
-        cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
-        answer = behaviour if isinstance(behaviour, Answer) else Answer()
-        words = [w + " " for w in answer.text.split(" ")]
+    async def _events(self, model: str, behaviour: Any, body: dict[str, Any]) -> AsyncIterator[str]:
+        cid, created, request_id = f"chatcmpl-{uuid.uuid4()}", int(time.time()), f"req_{uuid.uuid4().hex}"
+        answer = behaviour if isinstance(behaviour, Answer) else Answer(reasoning="")  # faults: text only
+        reasoning, text = self._reasoning(model, answer, body)
+        words = [w + " " for w in text.split(" ")]
         words[-1] = words[-1].rstrip()
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
             data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "system_fingerprint": "fp_fake",
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                    **extra}
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
             return f"data: {json.dumps(data)}\n\n"
 
-        yield chunk({"role": "assistant", "content": ""}, x_groq={"id": "req_fake"})
-        if answer.tool_calls:
-            for piece in streamed_tool_calls(answer.tool_calls):
-                await asyncio.sleep(0.005)
-                yield chunk({"tool_calls": [piece]})
-            words = []
-        limit = behaviour.chunks if isinstance(behaviour, (BrokenStream, StreamError)) else len(words)
-        for word in words[:limit]:
+        yield chunk({"role": "assistant", "content": ""}, x_groq={"id": request_id})
+        pieces = 0
+        for word in reasoning.split(" ") if reasoning else []:
+            pieces += 1
+            yield chunk({"reasoning": word + " "})
+        limit = behaviour.chunks if isinstance(behaviour, (BrokenStream, StreamError, EndsEarly, PauseMidStream)) \
+            else len(words)
+        for word in [] if answer.tool_calls else words[:limit]:
             await asyncio.sleep(0.005)
+            pieces += 1
             yield chunk({"content": word})
+        for piece in _tool_call_pieces(answer.tool_calls or []):
+            pieces += 1
+            yield chunk({"tool_calls": [piece]})
         if isinstance(behaviour, BrokenStream):
             raise ConnectionResetError("fake Groq drops the stream")
         if isinstance(behaviour, StreamError):
-            error = groq_error("internal error mid-stream", type_="internal_server_error")
-            yield f"event: error\ndata: {json.dumps(error)}\n\n"
+            for event in _stream_error(behaviour, chunk, request_id):
+                yield event
             return
-        usage = {"prompt_tokens": 12, "completion_tokens": len(words), "total_tokens": 12 + len(words)}
-        yield chunk({}, answer.finish_reason, x_groq={"id": "req_fake", "usage": usage}, usage=usage)
-        yield "data: [DONE]\n\n"
-
-    async def _slow_events(self, model: str, slow: SlowStream):
-        base = {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
-
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            for i in range(slow.chunks):
-                yield chunk({"content": f"w{i} "})
-                slow.sent += 1
-                await asyncio.sleep(slow.interval)
-            yield chunk({}, "length")
+        if isinstance(behaviour, PauseMidStream):
+            await asyncio.sleep(behaviour.seconds)
+            for word in words[limit:]:
+                pieces += 1
+                yield chunk({"content": word})
+        usage = {"prompt_tokens": 12, "completion_tokens": pieces, "total_tokens": 12 + pieces}
+        finish = None if isinstance(behaviour, EndsEarly) and behaviour.missing == "finish" else answer.finish_reason
+        yield chunk({}, finish, x_groq={"id": request_id, "usage": usage}, usage=usage)
+        if (body.get("stream_options") or {}).get("include_usage"):  # the OpenAI form: a last, choice-less chunk
+            last = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [], "usage": usage, "x_groq": {"id": request_id}}
+            yield f"data: {json.dumps(last)}\n\n"
+        if not (isinstance(behaviour, EndsEarly) and behaviour.missing == "done"):
             yield "data: [DONE]\n\n"
-            slow.completed = True
-        finally:
-            slow.closed = True
+
+
+def _stream_error(behaviour: StreamError, chunk: Any, request_id: str) -> list[str]:
+    error = behaviour.error or groq_error("internal error mid-stream", type_="internal_server_error")
+    if behaviour.form == "x_groq":
+        return [chunk({}, "stop", x_groq={"id": request_id, "error": error["error"]["message"]}), "data: [DONE]\n\n"]
+    return [("event: error\n" if behaviour.form == "event" else "") + f"data: {json.dumps(error)}\n\n"]
+
+
+def _tool_call_pieces(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Streamed tool calls as Groq sends them: the first piece names the call, later ones add arguments."""
+    pieces = []
+    for index, call in enumerate(calls):
+        arguments = call["function"].get("arguments", "")
+        pieces.append({"index": index, "id": call.get("id", f"call_{index}"), "type": "function",
+                       "function": {"name": call["function"]["name"], "arguments": ""}})
+        half = len(arguments) // 2
+        pieces += [{"index": index, "function": {"arguments": part}} for part in (arguments[:half], arguments[half:])]
+    return pieces
+
+
+def _echo(echo: EchoKey, authorization: str) -> Any:
+    key = authorization.split()[-1]
+    error = {"message": f"Rejected {authorization} ({key})", "type": authorization, "code": key,
+             "param": authorization, "failed_generation": key, "key": [key, {"nested": authorization}]}
+    if echo.in_stream:
+        return StreamError(chunks=1, form=echo.in_stream, error={"error": error})
+    headers = {"x-echo": authorization, "x-request-id": key, "retry-after": key,
+               "x-ratelimit-reset-requests": key, "x-ratelimit-remaining-requests": key}
+    return Fail(echo.status, {"error": error}, headers=headers)
+
+
+def _failure(behaviour: Fail | Raw, limit_headers: dict[str, str] | None = None) -> Response:
+    headers = {"x-request-id": f"req_{uuid.uuid4().hex}", **(limit_headers or {})}
+    if isinstance(behaviour, Raw):
+        return Response(behaviour.body, status_code=behaviour.status, headers=headers, media_type="application/json")
+    headers.update(behaviour.headers)
+    if behaviour.body is None:
+        return Response(b"", status_code=behaviour.status, headers=headers)
+    if isinstance(behaviour.body, (bytes, str)):
+        return Response(behaviour.body, status_code=behaviour.status, headers=headers, media_type="text/html")
+    return JSONResponse(behaviour.body, status_code=behaviour.status, headers=headers)
+
+
+async def _one(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+async def _joined(events: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield "".join([event async for event in events])
+
+
+async def _drip(parts: AsyncIterator[str], interval: float) -> AsyncIterator[bytes]:
+    """The body one byte at a time, `interval` seconds apart."""
+    async for part in parts:
+        for byte in part.encode():
+            yield bytes([byte])
+            await asyncio.sleep(interval)
+
+
+async def _raw_events(events: list[str]) -> AsyncIterator[str]:
+    for event in events:
+        yield event + "\n\n"
+
+
+async def _huge(size: int, *, stream: bool) -> AsyncIterator[bytes]:
+    yield b'data: {"choices":[{"delta":{"content":"' if stream else b'{"choices":[{"message":{"content":"'
+    block = b"x" * 65536
+    for _ in range(size // len(block)):
+        yield block
+        await asyncio.sleep(0)
+
+
+async def _slow_events(model: str, slow: SlowStream) -> AsyncIterator[str]:
+    base = {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for i in range(slow.chunks):
+            yield chunk({"content": f"w{i} "})
+            slow.sent += 1
+            await asyncio.sleep(slow.interval)
+        yield chunk({}, "length")
+        yield "data: [DONE]\n\n"
+        slow.completed = True
+    finally:
+        slow.closed = True

@@ -6,8 +6,9 @@ import pytest
 
 from app.domain.chat import ChatService
 from app.domain.errors import UpstreamRejected, UpstreamUnavailable
-from app.domain.models import ChatMessage, ChatRequest
-from tests.unit.fakes import FakeLLMProvider
+from app.domain.model_catalog import ModelCatalog
+from app.domain.models import ChatMessage, ChatRequest, UpstreamModel
+from tests.unit.fakes import FakeClock, FakeLLMProvider
 
 HELLO = ChatRequest(messages=(ChatMessage(role="user", content="hello"),))
 
@@ -122,3 +123,17 @@ async def test_stream_does_not_fail_over_after_the_first_chunk() -> None:
     with pytest.raises(UpstreamUnavailable):
         await collect(service, HELLO)
     assert local.requests == []
+
+
+async def test_models_come_from_the_catalog_with_their_context_windows() -> None:
+    class Lister:
+        async def list_models(self) -> list[UpstreamModel]:
+            return [UpstreamModel("openai/gpt-oss-120b", 131072), UpstreamModel("whisper-large-v3", 448)]
+
+    catalog = ModelCatalog(lister=Lister(), clock=FakeClock(), preferred=["llama-3.3-70b-versatile"])
+    await catalog.refresh()
+    groq, local = providers()
+    service = ChatService(upstream=groq, local=local, catalog=catalog)
+
+    assert [(m.id, m.provider, m.context_window) for m in service.models()] == [
+        ("openai/gpt-oss-120b", "groq", 131072), ("local/SmolLM2-135M-Instruct", "local", None)]

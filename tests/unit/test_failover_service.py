@@ -10,6 +10,7 @@ from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.errors import (
     ModelRetired,
+    RateLimited,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -226,4 +227,51 @@ async def test_a_probe_stream_closes_the_circuit_at_its_first_chunk() -> None:
     await anext(stream)
     await stream.aclose()
 
+    assert world.breaker.state == "closed"
+
+
+class SlowFailures(ScriptedLLMProvider):
+    """Each call takes `seconds` of real time, then fails as the script says."""
+
+    seconds: float = 0.3
+    started: int = 0
+
+    async def complete(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        self.started += 1
+        await asyncio.sleep(self.seconds)
+        return await super().complete(request)
+
+
+async def test_the_request_deadline_bounds_every_attempt_together() -> None:
+    groq = SlowFailures(name="groq", models=[GROQ_MODEL], script=[down(), down(), down()])
+    breaker = CircuitBreaker(clock=FakeClock(), failure_threshold=5)
+    policy = RetryPolicy(max_retries=2, base_seconds=0.0, deadline_seconds=0.5)
+    upstream = ResilientUpstream(upstream=groq, breaker=breaker, policy=policy, sleep=FakeSleep())
+
+    with pytest.raises(UpstreamTimeout, match="request deadline"):
+        await upstream.complete(HELLO)
+
+    assert (groq.started, groq.calls) == (2, 1)  # the second attempt was cut at 0.5 s; no third
+
+
+async def test_a_retry_wait_that_would_pass_the_deadline_is_not_taken() -> None:
+    world_sleep = FakeSleep()
+    groq = ScriptedLLMProvider(name="groq", models=[GROQ_MODEL], script=[down(retry_after=4.0)])
+    policy = RetryPolicy(max_retries=2, max_retry_after_seconds=5, deadline_seconds=3.0)
+    upstream = ResilientUpstream(upstream=groq, breaker=CircuitBreaker(clock=FakeClock()), policy=policy,
+                                 sleep=world_sleep)
+
+    with pytest.raises(UpstreamUnavailable):
+        await upstream.complete(HELLO)
+
+    assert world_sleep.delays == []
+    assert groq.calls == 1
+
+
+async def test_a_rate_limited_upstream_is_no_verdict_on_its_health() -> None:
+    world = World(RateLimited("used up", retry_after=60), threshold=1)
+
+    completion = await world.service.complete(HELLO)
+
+    assert completion.provider == "local"
     assert world.breaker.state == "closed"

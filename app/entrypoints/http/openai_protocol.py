@@ -108,6 +108,9 @@ class ChatCompletionRequest(_GenerationParams):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    reasoning_format: Literal["parsed", "raw", "hidden"] | None = None
+    include_reasoning: bool | None = None
 
     @field_validator("response_format")
     @classmethod
@@ -120,7 +123,9 @@ class ChatCompletionRequest(_GenerationParams):
         """The domain request; raises InvalidRequest for content we cannot take."""
         return ChatRequest(messages=tuple(_message(i, m) for i, m in enumerate(self.messages)),
                            tools=tuple(self.tools) if self.tools else None, tool_choice=self.tool_choice,
-                           response_format=self.response_format, **self._common())
+                           response_format=self.response_format, reasoning_effort=self.reasoning_effort,
+                           reasoning_format=self.reasoning_format, include_reasoning=self.include_reasoning,
+                           **self._common())
 
 
 class CompletionRequest(_GenerationParams):
@@ -177,7 +182,10 @@ def models_to_wire(models: list[ModelInfo]) -> dict[str, Any]:
 
 def model_to_wire(model: ModelInfo) -> dict[str, Any]:
     """One OpenAI model object; `owned_by` says which side serves it."""
-    return {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
+    wire: dict[str, Any] = {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
+    if model.context_window is not None:
+        wire["context_window"] = model.context_window
+    return wire
 
 
 def text_completion_to_wire(completion: Completion) -> dict[str, Any]:

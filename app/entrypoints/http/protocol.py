@@ -62,6 +62,8 @@ def usage_to_wire(completion_usage: Any) -> dict[str, int]:
 def completion_to_wire(completion: Completion) -> dict[str, Any]:
     """A `chat.completion` object."""
     message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+    if completion.reasoning:
+        message["reasoning"] = completion.reasoning
     if completion.tool_calls:
         message["tool_calls"] = list(completion.tool_calls)
     return {
@@ -93,6 +95,8 @@ async def chat_chunks_to_sse(stream: ChunkStream, *, include_usage: bool) -> Asy
     chunk = stream.first
     async for chunk in stream:
         delta: dict[str, Any] = {}
+        if chunk.reasoning:
+            delta["reasoning"] = chunk.reasoning
         if chunk.text:
             delta["content"] = chunk.text
         if chunk.tool_calls:
