@@ -63,6 +63,7 @@ def request_to_wire(model: str | None, request: ChatRequest, *, stream: bool, ma
         "stop": stop or None,
         "tools": list(request.tools) if request.tools else None,
         "tool_choice": request.tool_choice,
+        "parallel_tool_calls": request.parallel_tool_calls,
         "response_format": request.response_format,
         "user": request.user,
         "reasoning_effort": request.reasoning_effort,
