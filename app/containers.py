@@ -130,8 +130,7 @@ class Container(containers.DeclarativeContainer):
     model_catalog = providers.Singleton(
         ModelCatalog, lister=groq_adapter, clock=clock, preferred=config.groq_models,
         refresh_seconds=config.groq_models_refresh_seconds.as_float())
-    groq = providers.Singleton(CatalogUpstream, upstream=groq_adapter, catalog=model_catalog,
-                               gate=rate_limit_gate)
+    groq = providers.Singleton(CatalogUpstream, upstream=groq_adapter, catalog=model_catalog, gate=rate_limit_gate)
     local_http_client = providers.Resource(open_http_client)
     local_source = providers.Singleton(resolve_model_source, config.local_model)
     local = providers.Selector(
@@ -150,8 +149,7 @@ class Container(containers.DeclarativeContainer):
             OpenAICompatibleProvider, client=local_http_client,
             endpoint=providers.Callable(
                 local_server_endpoint, base_url=config.local_server_url, api_key=config.local_server_api_key,
-                model=config.local_server_model,
-                timeout_seconds=config.local_server_timeout_seconds.as_float())),
+                model=config.local_server_model, timeout_seconds=config.local_server_timeout_seconds.as_float())),
     )
     upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
 
