@@ -87,7 +87,7 @@ class ModelRetired(UpstreamUnavailable):
 
 
 class RateLimited(UpstreamUnavailable):
-    """The upstream's rate limit is used up until `retry_after`: it was not asked (no verdict on its health)."""
+    """The upstream's rate limit is used up until `retry_after`: it was not asked, so no verdict on it."""
 
 
 class UpstreamAuthFailed(UpstreamError):

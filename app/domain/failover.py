@@ -85,11 +85,11 @@ class ResilientUpstream:
         """The upstream's stream, retried while opening; a failure after it opened counts against the breaker."""
         stream = await self._call(lambda: self._upstream.open_stream(request))
         rest = self._watch(stream)
-        await anext(rest)  # started: from now on closing `rest` runs its `finally` (an unstarted one would not)
+        await anext(rest)  # started: closing `rest` now runs its `finally` (an unstarted one would not)
         return ChunkStream(stream.first, rest)  # type: ignore[arg-type]  # past the primer: chunks only
 
     async def _call(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
-        """`attempt_once()` retried while worth it, within the deadline; the outcome is told to the breaker."""
+        """`attempt_once()` retried while worth it, within the deadline; the breaker hears the outcome."""
         probe = self._admit()
         deadline = self._policy.deadline_seconds
         ends_at = None if deadline is None else asyncio.get_running_loop().time() + deadline
@@ -106,7 +106,8 @@ class ResilientUpstream:
         self._breaker.record_success()
         return result
 
-    async def _attempts(self, attempt_once: Callable[[], Awaitable[T]], probe: bool, ends_at: float | None) -> T:
+    async def _attempts(self, attempt_once: Callable[[], Awaitable[T]], probe: bool,
+                        ends_at: float | None) -> T:
         attempt = 0
         while True:
             try:

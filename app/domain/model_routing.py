@@ -1,4 +1,4 @@
-"""The upstream with its model chosen per request from the live catalog, skipping models that cannot answer now."""
+"""The upstream with each request's model picked from the live catalog, skipping models that cannot answer."""
 
 from __future__ import annotations
 

@@ -24,12 +24,16 @@ LLAMA, OSS_120B, OSS_20B, QWEN = "llama-3.3-70b-versatile", "openai/gpt-oss-120b
 def test_default_settings_are_answered_by_groq_with_one_call_per_request(fake_groq: FakeGroq,
                                                                        tmp_path: Path) -> None:
     env = {"GROQ_API_KEY": FAKE_GROQ_KEY, "GROQ_BASE_URL": fake_groq.base_url, "ADMIN_SECRET": ADMIN}
-    with AppServer(tmp_path, env) as server:
-        key = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": ADMIN}, timeout=10).json()[
+    server = AppServer(tmp_path, env)
+    try:
+        server.start(timeout=180)  # generous: a loaded 2-core machine imports torch slowly
+        key = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": ADMIN}, timeout=60).json()[
             "api_key"]
         answers = [httpx.post(f"{server.base_url}/chat", json={"prompt": "hello"}, headers={"x-api-key": key},
-                              timeout=30) for _ in range(3)]
+                              timeout=60) for _ in range(3)]
         log = server.log()
+    finally:
+        server.stop()
 
     assert [a.headers["x-provider"] for a in answers] == ["groq"] * 3
     assert [a.json()["model"] for a in answers] == [OSS_120B] * 3

@@ -37,14 +37,15 @@ def test_a_drip_fed_answer_is_cut_off_at_the_deadline_and_fails_over(fake_groq: 
 
 
 def test_the_request_deadline_bounds_all_attempts_together(fake_groq: FakeGroq, tmp_path: Path) -> None:
-    # Each attempt takes 0.6 s and ends in a 500 (worth a retry); the deadline of 1 s ends the second.
+    # Each attempt takes 0.6 s and ends in a 500 (worth a retry); the deadline of 1 s ends the second
+    # (or the first, on a machine slow enough to take a second for it).
     fake_groq.script(*[Stall(0.6, then=Fail(500))] * 3)
     with Rig(fake_groq.base_url, tmp_path, groq_timeout_seconds=5.0, groq_request_deadline_seconds=1.0,
              groq_max_retries=2) as rig:
         response = rig.chat()
 
     assert response.headers["x-provider"] == "local"
-    assert len(fake_groq.requests) == 2
+    assert 1 <= len(fake_groq.requests) < 3  # without the deadline all three attempts would run (1.8 s)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -27,8 +27,9 @@ MAX_MESSAGE_CHARS = 500
 # Longest retry-after believed; a larger (or infinite) one is this (a client's Retry-After stays sane).
 MAX_RETRY_AFTER_SECONDS = 3600.0
 # Key-like tokens: Groq keys, OpenAI-style keys (our own client keys too) and bearer credentials.
-_SECRET_PATTERNS = re.compile(
-    r"gsk_[A-Za-z0-9_\-]+|sk-[A-Za-z0-9_\-]+|(?i:bearer)\s+[^\s\"',;]+|(?i:api[-_]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',;]+")
+_SECRET_PATTERNS = re.compile("|".join([
+    r"gsk_[A-Za-z0-9_\-]+", r"sk-[A-Za-z0-9_\-]+", r"(?i:bearer)\s+[^\s\"',;]+",
+    r"(?i:api[-_]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',;]+"]))
 _PARAM_SHAPE = re.compile(r"[A-Za-z0-9_.\[\]\-]{1,100}")
 _CODE_SHAPE = re.compile(r"[a-z0-9_]{1,64}")
 _RETIRED_CODES = {"model_decommissioned", "model_not_found"}

@@ -12,7 +12,8 @@ def groq_endpoint(*, api_key: str, base_url: str = GROQ_BASE_URL, total_seconds:
                   first_chunk_seconds: float, idle_seconds: float) -> Endpoint:
     """Groq: the model is always chosen per request (by the catalog), `max_completion_tokens`, 4 stops."""
     return Endpoint(name="groq", label="Groq", base_url=base_url, api_key=api_key, key_setting="GROQ_API_KEY",
-                    deadlines=Deadlines(total=total_seconds, first_chunk=first_chunk_seconds, idle=idle_seconds),
+                    deadlines=Deadlines(total=total_seconds, first_chunk=first_chunk_seconds,
+                                        idle=idle_seconds),
                     max_stop_sequences=GROQ_MAX_STOP_SEQUENCES)
 
 
@@ -26,4 +27,5 @@ def local_server_endpoint(*, base_url: str, api_key: str = "", model: str = "",
     return Endpoint(name="local", label="the local inference server", base_url=base_url, api_key=api_key,
                     key_setting="LOCAL_SERVER_API_KEY", model=model or None, model_prefix="local/",
                     max_tokens_field="max_tokens",
-                    deadlines=Deadlines(total=timeout_seconds, first_chunk=timeout_seconds, idle=timeout_seconds))
+                    deadlines=Deadlines(total=timeout_seconds, first_chunk=timeout_seconds,
+                                        idle=timeout_seconds))

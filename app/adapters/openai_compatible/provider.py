@@ -1,4 +1,4 @@
-"""The LLMProvider for any OpenAI-compatible chat API, on httpx: Groq, or an inference server of the operator's.
+"""The LLMProvider for any OpenAI-compatible chat API, on httpx: Groq, or an operator's inference server.
 
 One class, configured per upstream (`Endpoint`): its name, URL, key and the
 few ways servers differ. Deadlines are whole-attempt deadlines, not per-read
@@ -142,7 +142,8 @@ class OpenAICompatibleProvider:
         """The upstream's `GET /models`: the models it serves now."""
         try:
             async with asyncio.timeout(self._endpoint.deadlines.total):
-                async with self._client.stream("GET", f"{self._base}/models", headers=self._headers()) as response:
+                async with self._client.stream("GET", f"{self._base}/models",
+                                               headers=self._headers()) as response:
                     body = await self._read(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise UpstreamUnavailable(f"cannot list {self._endpoint.label}'s models ({type(exc).__name__})") \
@@ -194,7 +195,8 @@ class OpenAICompatibleProvider:
         return model or self._endpoint.model
 
     def _payload(self, model: str | None, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        return request_to_wire(model, request, stream=stream, max_tokens_field=self._endpoint.max_tokens_field,
+        return request_to_wire(model, request, stream=stream,
+                               max_tokens_field=self._endpoint.max_tokens_field,
                                max_stop_sequences=self._endpoint.max_stop_sequences)
 
     def _headers(self) -> dict[str, str]:
@@ -218,7 +220,7 @@ class OpenAICompatibleProvider:
 
 
 class StreamEnding:
-    """Tells a stream that really finished from one that stopped: `[DONE]` and a finish_reason are both needed.
+    """Tells a finished stream from a stopped one: `[DONE]` and a finish_reason are both needed.
 
     The finishing chunk (and the usage chunk after it) is held back until
     `[DONE]` confirms it, so a client never sees a finish that was not one.
@@ -261,7 +263,8 @@ class StreamEnding:
     def check(self) -> list[Chunk]:
         """The chunks held back, when the stream ended the way a complete answer ends; raises otherwise."""
         if not self.done:
-            raise UpstreamUnavailable(f"{self._label}'s stream ended before [DONE]: the answer may be cut short")
+            raise UpstreamUnavailable(f"{self._label}'s stream ended before [DONE]: "
+                                      "the answer may be cut short")
         if not self._held:
             raise UpstreamUnavailable(f"{self._label}'s stream ended without a finish_reason: "
                                       "the answer may be cut short")

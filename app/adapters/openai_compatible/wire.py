@@ -137,7 +137,8 @@ def _model(body: dict[str, Any], sent: str | None) -> str:
     return clean(model) if isinstance(model, str) and model else (sent or "unknown")
 
 
-def completion_from_wire(body: bytes, *, sent_model: str | None, provider: str, model_prefix: str) -> Completion:
+def completion_from_wire(body: bytes, *, sent_model: str | None, provider: str,
+                         model_prefix: str) -> Completion:
     """A whole `chat.completion` as a domain Completion."""
     data = parse_json(body, "the answer")
     choice = _first_choice(data, required=True)
