@@ -12,7 +12,8 @@ from dependency_injector import containers, providers
 from app.adapters.groq import GroqProvider
 from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
-from app.adapters.local_model import resolve_model_source
+from app.adapters.local.provider import LocalProvider
+from app.adapters.local.source import resolve_model_source
 from app.adapters.system_clock import SystemClock
 from app.domain.attempts import FailedAttemptLimiter
 from app.domain.chat import ChatService
@@ -22,23 +23,23 @@ from app.domain.keys import AdminGuard, KeyRotationService
 from app.ports import LLMProvider
 from app.settings import Settings
 
-if TYPE_CHECKING:  # the runners import heavy or optional packages: load them only when selected
-    from app.adapters.llamacpp_runner import LlamaCppProvider
-    from app.adapters.transformers_runner import TransformersProvider
+if TYPE_CHECKING:  # the engines import heavy or optional packages: load them only when selected
+    from app.adapters.local.llamacpp import LlamaCppEngine
+    from app.adapters.local.transformers.engine import TransformersEngine
 
 
-def transformers_provider(**kwargs: Any) -> TransformersProvider:
-    """The torch runner, imported only when selected (torch alone takes ~300 MB of memory)."""
-    from app.adapters.transformers_runner import TransformersProvider
+def transformers_engine(**kwargs: Any) -> TransformersEngine:
+    """The torch engine, imported only when selected (torch alone takes ~300 MB of memory)."""
+    from app.adapters.local.transformers.engine import TransformersEngine
 
-    return TransformersProvider(**kwargs)
+    return TransformersEngine(**kwargs)
 
 
-def llamacpp_provider(**kwargs: Any) -> LlamaCppProvider:
-    """The llama.cpp runner, imported only when selected: llama-cpp-python is an optional extra."""
-    from app.adapters.llamacpp_runner import LlamaCppProvider
+def llamacpp_engine(**kwargs: Any) -> LlamaCppEngine:
+    """The llama.cpp engine, imported only when selected: llama-cpp-python is an optional extra."""
+    from app.adapters.local.llamacpp import LlamaCppEngine
 
-    return LlamaCppProvider(**kwargs)
+    return LlamaCppEngine(**kwargs)
 
 
 async def open_http_client(*, timeout: float) -> AsyncIterator[httpx.AsyncClient]:
@@ -93,19 +94,19 @@ class Container(containers.DeclarativeContainer):
         GroqProvider, client=http_client, api_key=config.groq_api_key,
         models=config.groq_models, base_url=config.groq_base_url)
     local_source = providers.Singleton(resolve_model_source, config.local_model)
-    local = providers.Selector(
+    local_engine = providers.Selector(
         config.local_runner,
-        transformers=providers.Singleton(
-            transformers_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
-            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
+        transformers=providers.Factory(
+            transformers_engine, source=local_source, threads=config.local_threads,
             cache_dir=config.local_model_cache, weights=config.local_weights,
-            context_tokens=config.local_context_tokens.as_int(),
-            batch_size=config.local_batch_size.as_int()),
-        llamacpp=providers.Singleton(
-            llamacpp_provider, source=local_source, max_tokens=config.local_max_tokens.as_int(),
-            threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
+            context_tokens=config.local_context_tokens.as_int(), batch_size=config.local_batch_size.as_int()),
+        llamacpp=providers.Factory(
+            llamacpp_engine, source=local_source, threads=config.local_threads,
             context_tokens=config.local_context_tokens.as_int()),
     )
+    local = providers.Singleton(
+        LocalProvider, engine=local_engine, model_id=local_source.provided.model_id,
+        max_tokens=config.local_max_tokens.as_int(), max_queue=config.local_max_queue.as_int())
     upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
 
     sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait

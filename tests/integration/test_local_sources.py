@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.converted_model_cache import MARKER
-from app.adapters.local_model import resolve_model_source
-from app.adapters.transformers_runner import TransformersProvider
-from tests.integration.local_fixtures import ask, embedded_gguf_path, shared_transformers
+from app.adapters.local.source import resolve_model_source
+from app.adapters.local.transformers.convert import MARKER
+from tests.integration.local_fixtures import (
+    ask,
+    embedded_gguf_path,
+    local_provider,
+    shared_transformers,
+    transformers_engine,
+)
 
 pytestmark = pytest.mark.model
 
@@ -26,7 +31,8 @@ def saved_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def test_a_model_directory_answers(saved_model_dir: Path) -> None:
     source = resolve_model_source(str(saved_model_dir))
-    provider = TransformersProvider(source=source, max_tokens=16, cache_dir=None)
+    engine = transformers_engine(None, source=source, weights="auto")
+    provider = local_provider(engine, source=source, max_tokens=16)
     try:
         completion = await provider.complete(ask("What is the capital of France?"))
     finally:

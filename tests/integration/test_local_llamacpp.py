@@ -1,34 +1,39 @@
-"""The llama.cpp runner with the embedded GGUF model (skipped without llama-cpp-python)."""
+"""The local provider over the llama.cpp engine, with the embedded GGUF model (skipped without
+llama-cpp-python)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.adapters.transformers_runner import TransformersProvider
+from app.adapters.local.provider import LocalProvider
 from app.containers import Container, config_from_settings
 from app.domain.errors import ContextTooLong, Overloaded
 from app.entrypoints.http.errors import domain_error_response
 from app.settings import Settings
-from tests.integration.local_fixtures import LONG_ANSWER, MAX_TOKENS, ask, embedded_source, shared_transformers
+from tests.integration.local_fixtures import (
+    LONG_ANSWER,
+    MAX_TOKENS,
+    ask,
+    llamacpp_provider,
+    shared_llamacpp,
+    shared_transformers,
+    stream_all,
+)
 
 pytest.importorskip("llama_cpp")
 
-from app.adapters.llamacpp_runner import LlamaCppProvider  # noqa: E402  (needs llama_cpp to be useful)
+from app.adapters.local.llamacpp import LlamaCppEngine  # noqa: E402  (needs llama_cpp to be useful)
 
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="module")
-def llama() -> Iterator[LlamaCppProvider]:
-    """One loaded llama.cpp runner for the module (it loads in well under a second)."""
-    provider = LlamaCppProvider(source=embedded_source(), max_tokens=MAX_TOKENS, context_tokens=2048)
-    asyncio.run(provider.load())
-    yield provider
-    provider.close()
+@pytest.fixture
+def llama() -> LocalProvider:
+    """The session's loaded provider over the llama.cpp engine (it loads in well under a second)."""
+    return shared_llamacpp()
 
 
 @pytest.fixture(scope="session")
@@ -38,13 +43,13 @@ def local_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def transformers(local_cache_dir: Path) -> TransformersProvider:
-    """The session's loaded transformers runner."""
+def transformers(local_cache_dir: Path) -> LocalProvider:
+    """The session's loaded provider over the transformers engine."""
     return shared_transformers(local_cache_dir)
 
 
-async def test_both_runners_answer_the_same_prompt(llama: LlamaCppProvider,
-                                                   transformers: TransformersProvider) -> None:
+async def test_both_runners_answer_the_same_prompt(llama: LocalProvider,
+                                                   transformers: LocalProvider) -> None:
     request = ask("What is the capital of France? Answer in one sentence.", max_tokens=24)
 
     by_llama = await llama.complete(request)
@@ -56,15 +61,15 @@ async def test_both_runners_answer_the_same_prompt(llama: LlamaCppProvider,
     assert by_llama.usage.prompt_tokens == by_transformers.usage.prompt_tokens  # same template, same vocab
 
 
-async def test_streams_text_with_usage_and_caps_max_tokens(llama: LlamaCppProvider) -> None:
-    chunks = [c async for c in llama.stream(ask(LONG_ANSWER, max_tokens=10_000))]
+async def test_streams_text_with_usage_and_caps_max_tokens(llama: LocalProvider) -> None:
+    chunks = await stream_all(llama, ask(LONG_ANSWER, max_tokens=10_000))
 
     assert "".join(c.text for c in chunks).strip()
     assert chunks[-1].finish_reason == "length"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == MAX_TOKENS
 
 
-async def test_stop_sequence_ends_the_answer_early(llama: LlamaCppProvider) -> None:
+async def test_stop_sequence_ends_the_answer_early(llama: LocalProvider) -> None:
     full = await llama.complete(ask(LONG_ANSWER, max_tokens=32))
     assert full.text and "," in full.text
 
@@ -74,9 +79,9 @@ async def test_stop_sequence_ends_the_answer_early(llama: LlamaCppProvider) -> N
     assert cut.finish_reason == "stop"
 
 
-async def test_closing_the_stream_stops_generation(llama: LlamaCppProvider) -> None:
-    stream = llama.stream(ask(LONG_ANSWER, max_tokens=MAX_TOKENS))
+async def test_closing_the_stream_stops_generation(llama: LocalProvider) -> None:
     before = llama.tokens_generated
+    stream = await llama.open_stream(ask(LONG_ANSWER, max_tokens=MAX_TOKENS))
     for _ in range(3):
         await anext(stream)
     await stream.aclose()
@@ -85,7 +90,7 @@ async def test_closing_the_stream_stops_generation(llama: LlamaCppProvider) -> N
     assert llama.tokens_generated - before - 1 < MAX_TOKENS // 2
 
 
-async def test_a_prompt_longer_than_the_context_is_rejected_naming_the_limit(llama: LlamaCppProvider) -> None:
+async def test_a_prompt_longer_than_the_context_is_rejected_naming_the_limit(llama: LocalProvider) -> None:
     with pytest.raises(ContextTooLong) as rejected:
         await llama.complete(ask("word " * 3000))
 
@@ -94,10 +99,8 @@ async def test_a_prompt_longer_than_the_context_is_rejected_naming_the_limit(lla
 
 
 async def test_requests_beyond_the_queue_get_503_with_retry_after() -> None:
-    provider = LlamaCppProvider(source=embedded_source(), max_tokens=MAX_TOKENS, max_queue=1,
-                                context_tokens=1024)
-    running = provider.stream(ask(LONG_ANSWER))
-    await anext(running)
+    provider = llamacpp_provider(max_queue=1, context_tokens=1024)
+    running = await provider.open_stream(ask(LONG_ANSWER))
     waiting = asyncio.create_task(provider.complete(ask("Say hi.", max_tokens=2)))
     for _ in range(3000):  # the waiting request reaches the queue within a few event-loop turns
         if provider.admission.waiting == 1:
@@ -120,4 +123,4 @@ def test_the_container_selects_llamacpp_from_settings(tmp_path: Path) -> None:
     container.config.from_dict(config_from_settings(Settings(
         _env_file=None, key_file=str(tmp_path / "key.json"), local_runner="llamacpp")))
 
-    assert isinstance(container.local(), LlamaCppProvider)
+    assert isinstance(container.local().engine, LlamaCppEngine)
