@@ -24,7 +24,7 @@ pytestmark = pytest.mark.model
 # Continue sends multi-token stops such as these with its autocomplete requests.
 CONTINUE_STOPS = ("\n\n\n", "\n```")
 # A prompt whose greedy answer, on both engines, holds " of the" and a blank line.
-OCEAN = "Describe the ocean in two short paragraphs."
+STANZAS = "Write a short poem about the sea, in two stanzas."
 
 
 @pytest.fixture(params=["transformers", "llamacpp"])
@@ -43,10 +43,10 @@ async def _streamed_text(provider: LocalProvider, request: ChatRequest) -> tuple
 
 
 async def test_a_multi_word_stop_ends_the_answer_before_it_streaming_or_not(provider: LocalProvider) -> None:
-    full = await provider.complete(ask(OCEAN, max_tokens=MAX_TOKENS))
+    full = await provider.complete(ask(STANZAS, max_tokens=MAX_TOKENS))
     assert full.text and " of the" in full.text, full.text
     before_stop = full.text[: full.text.index(" of the")]
-    request = ask(OCEAN, max_tokens=MAX_TOKENS, stop=(" of the", *CONTINUE_STOPS))
+    request = ask(STANZAS, max_tokens=MAX_TOKENS, stop=(" of the", *CONTINUE_STOPS))
 
     whole = await provider.complete(request)
     pieces, finish = await _streamed_text(provider, request)
@@ -58,14 +58,14 @@ async def test_a_multi_word_stop_ends_the_answer_before_it_streaming_or_not(prov
 
 async def test_a_stop_spanning_a_blank_line_is_cut_and_a_held_newline_is_not_lost(
         provider: LocalProvider) -> None:
-    full = await provider.complete(ask(OCEAN, max_tokens=MAX_TOKENS))
+    full = await provider.complete(ask(STANZAS, max_tokens=MAX_TOKENS))
     assert full.text and "\n\n" in full.text, full.text
     first_paragraph, rest = full.text.split("\n\n", 1)
     next_word = rest.split()[0]
     stop = "\n\n" + next_word  # a blank line then a word: several tokens
     # "\n\n\n" never completes, so the blank line it held back must come out unchanged.
-    only_continue = ask(OCEAN, max_tokens=MAX_TOKENS, stop=CONTINUE_STOPS)
-    blank_then_word = ask(OCEAN, max_tokens=MAX_TOKENS, stop=(stop, *CONTINUE_STOPS))
+    only_continue = ask(STANZAS, max_tokens=MAX_TOKENS, stop=CONTINUE_STOPS)
+    blank_then_word = ask(STANZAS, max_tokens=MAX_TOKENS, stop=(stop, *CONTINUE_STOPS))
 
     untouched = await provider.complete(only_continue)
     untouched_pieces, _ = await _streamed_text(provider, only_continue)
