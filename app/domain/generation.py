@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from app.domain.errors import ContextTooLong
+from app.domain.errors import ContextTooLong, InvalidRequest
 from app.domain.models import ChatRequest, Chunk, Completion, FinishReason, Usage
 
 # Characters per token, on average over a prompt, that no real text reaches: English averages
-# about 4, code about 3 to 5, whitespace-heavy text about 10. A prompt with more characters than
-# this times the context cannot fit, and is refused without paying for its tokenization.
+# about 4, code about 3 to 5, whitespace-heavy text about 10 (single tokens reach 81 characters in
+# SmolLM2's vocabulary, runs of spaces, but a prompt made only of them is no real prompt). A prompt
+# with more characters than this times the context cannot fit, and is refused without tokenizing.
 MAX_CHARS_PER_TOKEN = 32
 
 
@@ -18,11 +19,24 @@ def prompt_param(request: ChatRequest) -> str:
     return "prompt" if request.prompt is not None else "messages"
 
 
+def prompt_texts(request: ChatRequest) -> list[str]:
+    """The texts a request asks the model to read."""
+    return [request.prompt] if request.prompt is not None else [m.content for m in request.messages]
+
+
 def prompt_characters(request: ChatRequest) -> int:
     """Characters of the text a request asks the model to read."""
-    if request.prompt is not None:
-        return len(request.prompt)
-    return sum(len(m.content) for m in request.messages)
+    return sum(len(text) for text in prompt_texts(request))
+
+
+def check_prompt_text(request: ChatRequest) -> None:
+    """Refuse a prompt no tokenizer can read: one holding a lone surrogate (not valid Unicode text)."""
+    for text in prompt_texts(request):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest("The prompt is not valid Unicode text (it holds a lone surrogate).",
+                                 param=prompt_param(request)) from None
 
 
 def check_prompt_characters(request: ChatRequest, *, context_length: int) -> None:

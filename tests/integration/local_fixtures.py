@@ -1,9 +1,12 @@
-"""Shared helpers of the local-model tests: one converted copy and one loaded model per session."""
+"""Shared helpers and fixtures of the local-model tests: one converted copy and one loaded model per
+engine per session. Test modules import the fixtures they use by name."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+
+import pytest
 
 from app.adapters.local.provider import LocalProvider
 from app.adapters.local.source import ModelSource, resolve_model_source
@@ -95,3 +98,15 @@ async def stream_all(provider: LocalProvider, request: ChatRequest) -> list[Chun
     """Every chunk of a streamed answer."""
     async with await provider.open_stream(request) as stream:
         return [chunk async for chunk in stream]
+
+
+@pytest.fixture(scope="session")
+def local_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's model cache, empty at the start of the session, shared by every local test."""
+    return tmp_path_factory.getbasetemp() / "local-models"
+
+
+@pytest.fixture
+def transformers(local_cache_dir: Path) -> LocalProvider:
+    """The session's loaded provider over the transformers engine."""
+    return shared_transformers(local_cache_dir)

@@ -8,23 +8,17 @@ import pytest
 
 from app.adapters.local.source import resolve_model_source
 from app.adapters.local.transformers.convert import MARKER
-from tests.integration.local_fixtures import (
-    ask,
-    embedded_gguf_path,
-    local_provider,
-    shared_transformers,
-    transformers_engine,
-)
+from app.adapters.local.provider import LocalProvider
+from tests.integration.local_fixtures import ask, embedded_gguf_path, local_provider, transformers_engine
+from tests.integration.local_fixtures import local_cache_dir, transformers  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="module")
-def saved_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def saved_model_dir(local_cache_dir: Path, transformers: LocalProvider) -> Path:
     """A saved transformers model directory (what TinyLlama's download looks like): the converted copy."""
-    cache = tmp_path_factory.getbasetemp() / "local-models"
-    shared_transformers(cache)
-    copies = [marker.parent for marker in cache.glob(f"*/{MARKER}")]
+    copies = [marker.parent for marker in local_cache_dir.glob(f"*/{MARKER}")]
     assert copies, "the session's runner wrote no converted copy"
     return copies[0]
 

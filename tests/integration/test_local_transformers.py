@@ -18,8 +18,6 @@ from app.adapters.local.transformers import convert
 from app.adapters.local.transformers.convert import MARKER
 from app.adapters.local.transformers.fast_decode import FastDecoder
 from app.adapters.local.transformers.weights import Fp16Linear, Int4Linear, fp16_linear_weights, int4_groups
-from app.domain.errors import ContextTooLong, Overloaded
-from app.entrypoints.http.errors import domain_error_response
 from app.main import create_app
 from app.settings import Settings
 from tests.integration.local_fixtures import (
@@ -27,25 +25,20 @@ from tests.integration.local_fixtures import (
     MAX_TOKENS,
     ask,
     embedded_gguf_path,
+    local_cache_dir,  # noqa: F401  (a fixture)
     new_transformers,
-    shared_transformers,
     stream_all,
+    transformers,  # noqa: F401  (a fixture)
     transformers_of,
 )
 
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="session")
-def local_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's model cache, empty at the start of the session."""
-    return tmp_path_factory.getbasetemp() / "local-models"
-
-
 @pytest.fixture
-def runner(local_cache_dir: Path) -> LocalProvider:
+def runner(transformers: LocalProvider) -> LocalProvider:
     """The session's loaded provider over the transformers engine."""
-    return shared_transformers(local_cache_dir)
+    return transformers
 
 
 def _no_conversion(*args: object) -> None:
@@ -131,50 +124,6 @@ async def test_max_tokens_is_capped_by_local_max_tokens(runner: LocalProvider) -
 
     assert answer.finish_reason == "length"
     assert answer.usage.completion_tokens == MAX_TOKENS
-
-
-async def test_closing_the_stream_stops_generation(runner: LocalProvider) -> None:
-    before = runner.tokens_generated
-    stream = await runner.open_stream(ask(LONG_ANSWER, max_tokens=MAX_TOKENS))
-    for _ in range(3):
-        await anext(stream)
-    await stream.aclose()
-    # The next request runs on the same generation thread, so it starts only once the first stopped.
-    await runner.complete(ask("Say hi.", max_tokens=1))
-
-    generated_by_closed_stream = runner.tokens_generated - before - 1
-    assert generated_by_closed_stream < MAX_TOKENS // 2
-
-
-async def test_a_prompt_longer_than_the_context_is_rejected_naming_the_limit(
-        runner: LocalProvider) -> None:
-    with pytest.raises(ContextTooLong) as rejected:
-        await runner.complete(ask("word " * 9000))
-
-    assert "8192" in rejected.value.message
-    assert domain_error_response(rejected.value)[0] == 400
-
-
-async def test_requests_beyond_the_queue_get_503_with_retry_after(local_cache_dir: Path,
-                                                                   runner: LocalProvider) -> None:
-    provider = new_transformers(local_cache_dir, max_queue=1, batch_size=1)
-    running = await provider.open_stream(ask(LONG_ANSWER))
-    waiting = asyncio.create_task(provider.complete(ask("Say hi.", max_tokens=2)))
-    for _ in range(3000):  # the waiting request reaches the queue within a few event-loop turns
-        if provider.admission.waiting == 1:
-            break
-        await asyncio.sleep(0.01)
-    assert provider.admission.waiting == 1
-
-    with pytest.raises(Overloaded) as refused:
-        await provider.complete(ask("Say hi.", max_tokens=2))
-
-    status, body, headers = domain_error_response(refused.value)
-    assert status == 503 and int(headers["Retry-After"]) >= 1
-    assert body["error"]["code"] == "overloaded"
-    await running.aclose()
-    assert (await waiting).text is not None  # the waiting request is served once the slot frees
-    provider.close()
 
 
 async def test_int4_and_fp16_weights_give_the_float32_greedy_text(local_cache_dir: Path,

@@ -103,6 +103,17 @@ async def test_a_prompt_too_long_by_its_characters_alone_is_refused_without_toke
     provider.close()
 
 
+async def test_a_lone_surrogate_in_the_prompt_is_an_invalid_request() -> None:
+    engine = ScriptedEngine()
+    provider = provider_over(engine)
+
+    with pytest.raises(InvalidRequest) as refused:
+        await provider.complete(ask("half a pair: \ud800"))
+
+    assert refused.value.param == "messages"
+    provider.close()
+
+
 async def test_a_prompt_too_long_in_tokens_is_refused_naming_the_limit() -> None:
     provider = provider_over(ScriptedEngine(context_length=64))
 

@@ -21,7 +21,13 @@ from typing import Any
 from app.adapters.local.admission import AdmissionQueue
 from app.adapters.local.engine import Engine, Sampling
 from app.domain.errors import ProviderUnavailable
-from app.domain.generation import check_prompt_characters, collect, prompt_param, token_budget
+from app.domain.generation import (
+    check_prompt_characters,
+    check_prompt_text,
+    collect,
+    prompt_param,
+    token_budget,
+)
 from app.domain.models import ChatRequest, Chunk, Completion, FinishReason, Usage
 from app.domain.stops import StopHoldback
 from app.domain.streams import ChunkStream, open_chunks
@@ -112,8 +118,12 @@ class GenerationThread:
         self._executor.submit(self._run_batches)
 
     def close(self) -> None:
-        """Stop the thread once the running batch ends; pending work is dropped."""
+        """Stop the thread once the running batch ends; pending requests fail at once."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            dropped, self._pending = self._pending, []
+        for job in dropped:
+            job.fail(ProviderUnavailable("The local model is shutting down."))
 
     def _run_batches(self) -> None:
         while True:
@@ -200,7 +210,7 @@ class LocalProvider:
         return await open_chunks(self._answer(request))
 
     def close(self) -> None:
-        """Stop the generation and tokenizing threads (pending work is dropped)."""
+        """Stop the generation and tokenizing threads (requests still waiting for them fail)."""
         self._generation.close()
         self._encoder.shutdown(wait=False, cancel_futures=True)
 
@@ -210,7 +220,7 @@ class LocalProvider:
         context_length = await self._ensure_loaded()
         check_prompt_characters(request, context_length=context_length)
         async with self._admission.slot():  # the queue limit holds before any tokenizing
-            prompt = await asyncio.wrap_future(self._encoder.submit(self.engine.encode, request))
+            prompt = await asyncio.wrap_future(self._encoder.submit(self._encode, request))
             max_new = token_budget(prompt_tokens=len(prompt), context_length=context_length,
                                    requested=request.max_tokens, cap=self._max_tokens,
                                    param=prompt_param(request))
@@ -236,6 +246,11 @@ class LocalProvider:
                 job.cancel()
             finish: FinishReason = "length" if generated >= max_new and not holdback.stopped else "stop"
             yield self._chunk(finish_reason=finish, usage=Usage(len(prompt), generated))
+
+    def _encode(self, request: ChatRequest) -> list[int]:
+        """(Tokenizing thread) the prompt's tokens, once its text is known to be readable."""
+        check_prompt_text(request)
+        return self.engine.encode(request)
 
     def _chunk(self, **fields: Any) -> Chunk:
         return Chunk(model=self._model_id, provider=self.name, **fields)
