@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint, local_server_endpoint
 from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
-from app.adapters.local_model import resolve_model_source
+from app.adapters.local.provider import LocalProvider
+from app.adapters.local.source import resolve_model_source
 from app.adapters.system_clock import SystemClock
 from app.domain.attempts import ClientAddressPolicy, FailedAttemptLimiter
 from app.domain.chat import ChatService
@@ -27,23 +28,23 @@ from app.domain.response_store import ResponseStore
 from app.ports import LLMProvider
 from app.settings import Settings
 
-if TYPE_CHECKING:  # the runners import heavy or optional packages: load them only when selected
-    from app.adapters.llamacpp_runner import LlamaCppProvider
-    from app.adapters.transformers_runner import TransformersProvider
+if TYPE_CHECKING:  # the engines import heavy or optional packages: load them only when selected
+    from app.adapters.local.llamacpp import LlamaCppEngine
+    from app.adapters.local.transformers.engine import TransformersEngine
 
 
-def transformers_provider(**kwargs: Any) -> TransformersProvider:
-    """The torch runner, imported only when selected (torch alone takes ~300 MB of memory)."""
-    from app.adapters.transformers_runner import TransformersProvider
+def transformers_engine(**kwargs: Any) -> TransformersEngine:
+    """The torch engine, imported only when selected (torch alone takes ~300 MB of memory)."""
+    from app.adapters.local.transformers.engine import TransformersEngine
 
-    return TransformersProvider(**kwargs)
+    return TransformersEngine(**kwargs)
 
 
-def llamacpp_provider(**kwargs: Any) -> LlamaCppProvider:
-    """The llama.cpp runner, imported only when selected: llama-cpp-python is an optional extra."""
-    from app.adapters.llamacpp_runner import LlamaCppProvider
+def llamacpp_engine(**kwargs: Any) -> LlamaCppEngine:
+    """The llama.cpp engine, imported only when selected: llama-cpp-python is an optional extra."""
+    from app.adapters.local.llamacpp import LlamaCppEngine
 
-    return LlamaCppProvider(**kwargs)
+    return LlamaCppEngine(**kwargs)
 
 
 # How long start-up waits for Groq's model list before serving (it goes on in the background).
@@ -69,6 +70,11 @@ def reveal(secret: SecretStr | None) -> str | None:
 def reveal_or_empty(secret: SecretStr | None) -> str:
     """A secret's value, or "" when unset (for adapters that send it only when set)."""
     return secret.get_secret_value() if secret is not None else ""
+
+
+def local_tier(local_runner: str) -> str:
+    """`server` for an OpenAI-compatible inference server; `engine` for an in-process engine."""
+    return "server" if local_runner == "server" else "engine"
 
 
 def upstream_choice(groq_api_key: SecretStr | None) -> str:
@@ -133,20 +139,26 @@ class Container(containers.DeclarativeContainer):
         ModelCatalog, lister=groq_adapter, clock=clock, preferred=settings.provided.groq_model_list.call(),
         refresh_seconds=settings.provided.groq_models_refresh_seconds)
     groq = providers.Singleton(CatalogUpstream, upstream=groq_adapter, catalog=model_catalog, gate=rate_limit_gate)
-    local_http_client = providers.Resource(open_http_client)
+
+    # The local tier: the one LocalProvider over the engine LOCAL_RUNNER picks, or an
+    # OpenAI-compatible inference server (LOCAL_RUNNER=server) through the adapter Groq uses.
     local_source = providers.Singleton(resolve_model_source, settings.provided.local_model)
-    local = providers.Selector(
+    local_engine = providers.Selector(
         settings.provided.local_runner,
-        transformers=providers.Singleton(
-            transformers_provider, source=local_source, max_tokens=settings.provided.local_max_tokens,
-            threads=settings.provided.local_threads, max_queue=settings.provided.local_max_queue,
+        transformers=providers.Factory(
+            transformers_engine, source=local_source, threads=settings.provided.local_threads,
             cache_dir=settings.provided.local_model_cache, weights=settings.provided.local_weights,
-            context_tokens=settings.provided.local_context_tokens,
-            batch_size=settings.provided.local_batch_size),
-        llamacpp=providers.Singleton(
-            llamacpp_provider, source=local_source, max_tokens=settings.provided.local_max_tokens,
-            threads=settings.provided.local_threads, max_queue=settings.provided.local_max_queue,
+            context_tokens=settings.provided.local_context_tokens, batch_size=settings.provided.local_batch_size),
+        llamacpp=providers.Factory(
+            llamacpp_engine, source=local_source, threads=settings.provided.local_threads,
             context_tokens=settings.provided.local_context_tokens),
+    )
+    local_http_client = providers.Resource(open_http_client)
+    local = providers.Selector(
+        providers.Callable(local_tier, settings.provided.local_runner),
+        engine=providers.Singleton(
+            LocalProvider, engine=local_engine, model_id=local_source.provided.model_id,
+            max_tokens=settings.provided.local_max_tokens, max_queue=settings.provided.local_max_queue),
         server=providers.Singleton(
             OpenAICompatibleProvider, client=local_http_client,
             endpoint=providers.Callable(

@@ -35,19 +35,23 @@ RUNNERS = ["transformers", "transformers-fp16", "transformers-bf16", "transforme
 
 
 def _provider(runner: str, cache: str, max_tokens: int, context: int) -> Any:
-    from app.adapters.local_model import resolve_model_source
+    """The local provider over the runner's engine (each engine imported only when benchmarked)."""
+    from app.adapters.local.provider import LocalProvider
+    from app.adapters.local.source import resolve_model_source
 
     source = resolve_model_source(os.environ.get("LOCAL_MODEL", ""))
+    engine: Any
     if runner == "llamacpp":
-        from app.adapters.llamacpp_runner import LlamaCppProvider
+        from app.adapters.local.llamacpp import LlamaCppEngine
 
-        return LlamaCppProvider(source=source, max_tokens=max_tokens, context_tokens=context)
-    from app.adapters.transformers_runner import TransformersProvider
+        engine = LlamaCppEngine(source=source, context_tokens=context)
+    else:
+        from app.adapters.local.transformers.engine import TransformersEngine
 
-    weights = {"transformers-fp32": "float32", "transformers-bf16": "bfloat16",
-               "transformers-fp16": "float16"}.get(runner, "int4")
-    return TransformersProvider(source=source, max_tokens=max_tokens, cache_dir=cache, weights=weights,
-                                context_tokens=context)
+        weights = {"transformers-fp32": "float32", "transformers-bf16": "bfloat16",
+                   "transformers-fp16": "float16"}.get(runner, "int4")
+        engine = TransformersEngine(source=source, cache_dir=cache, weights=weights, context_tokens=context)
+    return LocalProvider(engine=engine, model_id=source.model_id, max_tokens=max_tokens)
 
 
 def _ask(text: str, max_tokens: int) -> Any:
@@ -62,12 +66,13 @@ async def _timed_stream(provider: Any, text: str, max_tokens: int) -> dict[str, 
     first = None
     parts: list[str] = []
     tokens = 0
-    async for chunk in provider.stream(_ask(text, max_tokens)):
-        if chunk.text and first is None:
-            first = time.perf_counter()
-        parts.append(chunk.text)
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens
+    async with await provider.open_stream(_ask(text, max_tokens)) as stream:
+        async for chunk in stream:
+            if chunk.text and first is None:
+                first = time.perf_counter()
+            parts.append(chunk.text)
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
     ended = time.perf_counter()
     first = first or ended
     decode = (tokens - 1) / (ended - first) if tokens > 1 and ended > first else 0.0
@@ -80,7 +85,7 @@ async def _child(runner: str, scenario: str, cache: str, tokens: int, runs: int)
     started = time.perf_counter()
     await provider.load()
     result: dict[str, Any] = {"load": time.perf_counter() - started,
-                              "converted": bool(getattr(provider.load_info, "converted", False))}
+                              "converted": bool(getattr(provider.engine.load_info, "converted", False))}
     if scenario == "decode":
         await _timed_stream(provider, "Say hi.", 4)  # warm-up: first-call allocations
         samples = [await _timed_stream(provider, p, tokens) for _ in range(runs) for p in PROMPTS]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.adapters.local_admission import AdmissionQueue, cut_at_stop
+from app.adapters.local.admission import AdmissionQueue
 from app.domain.errors import Overloaded
 from app.entrypoints.http.errors import domain_error_response
 
@@ -85,7 +85,3 @@ async def test_two_slots_run_two_requests_at_once() -> None:
     release.set()
     await asyncio.gather(*tasks)
 
-
-def test_cut_at_stop_cuts_at_the_earliest_stop_sequence() -> None:
-    assert cut_at_stop("one. two! three", ("!", ".")) == ("one", True)
-    assert cut_at_stop("no stop here", ("###",)) == ("no stop here", False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.converted_model_cache import MARKER, ConvertedModelCache
+from app.adapters.local.transformers.convert import MARKER, ConvertedModelCache
 
 
 def _source(tmp_path: Path, content: bytes = b"gguf bytes") -> Path:
@@ -91,20 +91,3 @@ def test_discard_forces_a_new_conversion(tmp_path: Path) -> None:
 
     assert converted and convert.calls == 2
 
-
-def test_auto_weights_pick_int4_only_with_native_bfloat16(tmp_path, monkeypatch) -> None:
-    from app.adapters import transformers_runner
-
-    with_bf16 = tmp_path / "cpuinfo-bf16"
-    with_bf16.write_text("flags\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
-    without = tmp_path / "cpuinfo-plain"
-    without.write_text("flags\t: fpu sse avx2 avx512f\n")
-
-    assert transformers_runner.native_bf16(str(with_bf16)) is True
-    assert transformers_runner.native_bf16(str(without)) is False
-    assert transformers_runner.native_bf16(str(tmp_path / "missing")) is False
-    monkeypatch.setattr(transformers_runner, "native_bf16", lambda: False)
-    assert transformers_runner.resolve_weights("auto") == "float16"
-    monkeypatch.setattr(transformers_runner, "native_bf16", lambda: True)
-    assert transformers_runner.resolve_weights("auto") == "int4"
-    assert transformers_runner.resolve_weights("float32") == "float32"

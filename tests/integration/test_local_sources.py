@@ -6,27 +6,27 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.converted_model_cache import MARKER
-from app.adapters.local_model import resolve_model_source
-from app.adapters.transformers_runner import TransformersProvider
-from tests.integration.local_fixtures import ask, embedded_gguf_path, shared_transformers
+from app.adapters.local.source import resolve_model_source
+from app.adapters.local.transformers.convert import MARKER
+from app.adapters.local.provider import LocalProvider
+from tests.integration.local_fixtures import ask, embedded_gguf_path, local_provider, transformers_engine
+from tests.integration.local_fixtures import local_cache_dir, transformers  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="module")
-def saved_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def saved_model_dir(local_cache_dir: Path, transformers: LocalProvider) -> Path:
     """A saved transformers model directory (what TinyLlama's download looks like): the converted copy."""
-    cache = tmp_path_factory.getbasetemp() / "local-models"
-    shared_transformers(cache)
-    copies = [marker.parent for marker in cache.glob(f"*/{MARKER}")]
+    copies = [marker.parent for marker in local_cache_dir.glob(f"*/{MARKER}")]
     assert copies, "the session's runner wrote no converted copy"
     return copies[0]
 
 
 async def test_a_model_directory_answers(saved_model_dir: Path) -> None:
     source = resolve_model_source(str(saved_model_dir))
-    provider = TransformersProvider(source=source, max_tokens=16, cache_dir=None)
+    engine = transformers_engine(None, source=source, weights="auto")
+    provider = local_provider(engine, source=source, max_tokens=16)
     try:
         completion = await provider.complete(ask("What is the capital of France?"))
     finally:

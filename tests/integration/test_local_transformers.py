@@ -1,4 +1,5 @@
-"""The transformers runner with the embedded model: conversion cache, queue, cancel, limits."""
+"""The local provider over the transformers engine, with the embedded model: conversion cache, queue,
+cancel, limits, weights, batching."""
 
 from __future__ import annotations
 
@@ -12,15 +13,11 @@ import torch
 from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from app.adapters.converted_model_cache import MARKER
-from app.adapters.transformers_runner import (
-    TransformersProvider,
-    _FastDecoder,
-    fp16_linear_weights,
-    int4_groups,
-)
-from app.domain.errors import ContextTooLong, Overloaded
-from app.entrypoints.http.errors import domain_error_response
+from app.adapters.local.provider import LocalProvider
+from app.adapters.local.transformers import convert
+from app.adapters.local.transformers.convert import MARKER
+from app.adapters.local.transformers.fast_decode import FastDecoder
+from app.adapters.local.transformers.weights import Fp16Linear, Int4Linear, fp16_linear_weights, int4_groups
 from app.main import create_app
 from app.settings import Settings
 from tests.integration.local_fixtures import (
@@ -28,23 +25,20 @@ from tests.integration.local_fixtures import (
     MAX_TOKENS,
     ask,
     embedded_gguf_path,
+    local_cache_dir,  # noqa: F401  (a fixture)
     new_transformers,
-    shared_transformers,
+    stream_all,
+    transformers,  # noqa: F401  (a fixture)
+    transformers_of,
 )
 
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="session")
-def local_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's model cache, empty at the start of the session."""
-    return tmp_path_factory.getbasetemp() / "local-models"
-
-
 @pytest.fixture
-def runner(local_cache_dir: Path) -> TransformersProvider:
-    """The session's loaded runner."""
-    return shared_transformers(local_cache_dir)
+def runner(transformers: LocalProvider) -> LocalProvider:
+    """The session's loaded provider over the transformers engine."""
+    return transformers
 
 
 def _no_conversion(*args: object) -> None:
@@ -52,26 +46,29 @@ def _no_conversion(*args: object) -> None:
 
 
 async def test_first_load_converts_then_later_loads_reuse_the_copy(
-        runner: TransformersProvider, local_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert runner.load_info is not None and runner.load_info.converted
-    copy = Path(runner.load_info.path)
+        runner: LocalProvider, local_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = transformers_of(runner).load_info
+    assert info is not None and info.converted
+    copy = Path(info.path)
     assert copy.parent == local_cache_dir and (copy / MARKER).is_file()
-    monkeypatch.setattr(TransformersProvider, "_convert_gguf", _no_conversion)
+    monkeypatch.setattr(convert, "convert_gguf", _no_conversion)
     again = new_transformers(local_cache_dir)
 
     await again.load()
     answer = await again.complete(ask("Say hello.", max_tokens=8))
 
-    assert again.load_info is not None and not again.load_info.converted
-    assert again.load_info.path == str(copy)
+    again_info = transformers_of(again).load_info
+    assert again_info is not None and not again_info.converted
+    assert again_info.path == str(copy)
     assert answer.text
     again.close()
 
 
-async def test_a_corrupt_copy_is_converted_again(runner: TransformersProvider, tmp_path: Path,
+async def test_a_corrupt_copy_is_converted_again(runner: LocalProvider, tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    assert runner.load_info is not None
-    source_copy = Path(runner.load_info.path)
+    info = transformers_of(runner).load_info
+    assert info is not None
+    source_copy = Path(info.path)
     broken = tmp_path / "cache" / source_copy.name
     shutil.copytree(source_copy, broken)
     with (broken / "model.safetensors").open("r+b") as weights:
@@ -82,7 +79,8 @@ async def test_a_corrupt_copy_is_converted_again(runner: TransformersProvider, t
     await provider.load()
     answer = await provider.complete(ask("Say hello.", max_tokens=8))
 
-    assert provider.load_info is not None and provider.load_info.converted
+    reloaded = transformers_of(provider).load_info
+    assert reloaded is not None and reloaded.converted
     assert (broken / MARKER).is_file()
     assert (broken / "model.safetensors").stat().st_size > 1000
     assert any("unreadable" in r.getMessage() for r in caplog.records)
@@ -91,17 +89,18 @@ async def test_a_corrupt_copy_is_converted_again(runner: TransformersProvider, t
 
 
 async def test_concurrent_first_requests_load_the_model_once(local_cache_dir: Path,
-                                                             runner: TransformersProvider) -> None:
+                                                             runner: LocalProvider) -> None:
     provider = new_transformers(local_cache_dir)
     loads = 0
-    real_load = provider._load
+    engine = transformers_of(provider)
+    real_load = engine.load
 
-    def counting_load() -> object:
+    def counting_load() -> int:
         nonlocal loads
         loads += 1
         return real_load()
 
-    provider._load = counting_load  # type: ignore[method-assign]
+    engine.load = counting_load  # type: ignore[method-assign]
 
     answers = await asyncio.gather(*(provider.complete(ask(f"Say {word}.", max_tokens=3))
                                      for word in ("one", "two", "three")))
@@ -111,8 +110,8 @@ async def test_concurrent_first_requests_load_the_model_once(local_cache_dir: Pa
     provider.close()
 
 
-async def test_streams_text_and_reports_usage(runner: TransformersProvider) -> None:
-    chunks = [c async for c in runner.stream(ask("What is the capital of France?", max_tokens=16))]
+async def test_streams_text_and_reports_usage(runner: LocalProvider) -> None:
+    chunks = await stream_all(runner, ask("What is the capital of France?", max_tokens=16))
 
     text = "".join(c.text for c in chunks)
     assert text.strip()
@@ -120,60 +119,15 @@ async def test_streams_text_and_reports_usage(runner: TransformersProvider) -> N
     assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 16
 
 
-async def test_max_tokens_is_capped_by_local_max_tokens(runner: TransformersProvider) -> None:
+async def test_max_tokens_is_capped_by_local_max_tokens(runner: LocalProvider) -> None:
     answer = await runner.complete(ask(LONG_ANSWER, max_tokens=10_000))
 
     assert answer.finish_reason == "length"
     assert answer.usage.completion_tokens == MAX_TOKENS
 
 
-async def test_closing_the_stream_stops_generation(runner: TransformersProvider) -> None:
-    stream = runner.stream(ask(LONG_ANSWER, max_tokens=MAX_TOKENS))
-    before = runner.tokens_generated
-    for _ in range(3):
-        await anext(stream)
-    await stream.aclose()
-    # The next request runs on the same generation thread, so it starts only once the first stopped.
-    await runner.complete(ask("Say hi.", max_tokens=1))
-
-    generated_by_closed_stream = runner.tokens_generated - before - 1
-    assert generated_by_closed_stream < MAX_TOKENS // 2
-
-
-async def test_a_prompt_longer_than_the_context_is_rejected_naming_the_limit(
-        runner: TransformersProvider) -> None:
-    with pytest.raises(ContextTooLong) as rejected:
-        await runner.complete(ask("word " * 9000))
-
-    assert "8192" in rejected.value.message
-    assert domain_error_response(rejected.value)[0] == 400
-
-
-async def test_requests_beyond_the_queue_get_503_with_retry_after(local_cache_dir: Path,
-                                                                   runner: TransformersProvider) -> None:
-    provider = new_transformers(local_cache_dir, max_queue=1, batch_size=1)
-    running = provider.stream(ask(LONG_ANSWER))
-    await anext(running)
-    waiting = asyncio.create_task(provider.complete(ask("Say hi.", max_tokens=2)))
-    for _ in range(3000):  # the waiting request reaches the queue within a few event-loop turns
-        if provider.admission.waiting == 1:
-            break
-        await asyncio.sleep(0.01)
-    assert provider.admission.waiting == 1
-
-    with pytest.raises(Overloaded) as refused:
-        await provider.complete(ask("Say hi.", max_tokens=2))
-
-    status, body, headers = domain_error_response(refused.value)
-    assert status == 503 and int(headers["Retry-After"]) >= 1
-    assert body["error"]["code"] == "overloaded"
-    await running.aclose()
-    assert (await waiting).text is not None  # the waiting request is served once the slot frees
-    provider.close()
-
-
 async def test_int4_and_fp16_weights_give_the_float32_greedy_text(local_cache_dir: Path,
-                                                                runner: TransformersProvider) -> None:
+                                                                runner: LocalProvider) -> None:
     exact = new_transformers(local_cache_dir, weights="float32")
 
     half = new_transformers(local_cache_dir, weights="float16")
@@ -193,7 +147,7 @@ def test_the_embedded_gguf_is_present() -> None:
 
 
 def test_preload_at_start_then_readyz_and_local_chat_answer(local_cache_dir: Path, tmp_path: Path,
-                                                            runner: TransformersProvider) -> None:
+                                                            runner: LocalProvider) -> None:
     settings = Settings(_env_file=None, key_file=str(tmp_path / "key.json"), local_preload=True,
                         local_model_cache=str(local_cache_dir), local_max_tokens=8)
     with TestClient(create_app(settings)) as client:
@@ -210,7 +164,7 @@ def test_preload_at_start_then_readyz_and_local_chat_answer(local_cache_dir: Pat
 
 
 async def test_concurrent_requests_generate_as_one_batch_with_the_same_text(
-        local_cache_dir: Path, runner: TransformersProvider) -> None:
+        local_cache_dir: Path, runner: LocalProvider) -> None:
     prompts = [LONG_ANSWER, "What is the capital of France?", "Name three colours."]
     alone = [await runner.complete(ask(p, max_tokens=24)) for p in prompts]
     batching = new_transformers(local_cache_dir, batch_window=0.5)
@@ -224,9 +178,10 @@ async def test_concurrent_requests_generate_as_one_batch_with_the_same_text(
     batching.close()
 
 
-def test_the_decode_loop_gives_generate_s_greedy_text(runner: TransformersProvider) -> None:
-    assert runner.load_info is not None
-    copy = runner.load_info.path
+def test_the_decode_loop_gives_generate_s_greedy_text(runner: LocalProvider) -> None:
+    info = transformers_of(runner).load_info
+    assert info is not None
+    copy = info.path
     tokenizer = AutoTokenizer.from_pretrained(copy)
     model = fp16_linear_weights(AutoModelForCausalLM.from_pretrained(copy, dtype=torch.float16).eval())
     encoded = tokenizer.apply_chat_template([{"role": "user", "content": LONG_ANSWER}], add_generation_prompt=True,
@@ -241,10 +196,11 @@ def test_the_decode_loop_gives_generate_s_greedy_text(runner: TransformersProvid
 
 
 async def test_int4_decode_steps_outside_transformers_give_its_forward_s_text(
-        runner: TransformersProvider, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert runner._loaded is not None and _FastDecoder.fits(runner._loaded.model)
+        runner: LocalProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = transformers_of(runner).model
+    assert model is not None and FastDecoder.fits(model)
     fast = await runner.complete(ask(LONG_ANSWER, max_tokens=32))
-    monkeypatch.setattr(_FastDecoder, "fits", staticmethod(lambda model: False))
+    monkeypatch.setattr(FastDecoder, "fits", staticmethod(lambda model: False))
 
     by_forward = await runner.complete(ask(LONG_ANSWER, max_tokens=32))
 
@@ -267,12 +223,13 @@ def test_int4_keeps_4_bit_copies_only_of_weights_4_bits_reproduce() -> None:
     assert int4_groups(trained.half()) is None
 
 
-def test_the_int4_runner_decodes_the_embedded_model_with_4_bit_layers(runner: TransformersProvider) -> None:
-    assert runner._loaded is not None
-    model = runner._loaded.model
-    kinds = [type(m).__name__ for m in model.modules() if type(m).__name__ in ("_Int4Linear", "_Fp16Linear")]
+def test_the_int4_runner_decodes_the_embedded_model_with_4_bit_layers(runner: LocalProvider) -> None:
+    model = transformers_of(runner).model
+    assert model is not None
+    linear = [m for m in model.modules() if isinstance(m, Fp16Linear)]  # Int4Linear is one too
+    four_bit = [m for m in linear if isinstance(m, Int4Linear)]
 
-    assert kinds.count("_Int4Linear") == len(kinds) - 1  # all but the head, tied to the embedding table
-    assert type(model.get_output_embeddings()).__name__ == "_Fp16Linear"
+    assert len(four_bit) == len(linear) - 1  # all but the head, tied to the embedding table
+    assert type(model.get_output_embeddings()) is Fp16Linear
     # q, k, v and gate, up of every layer each decode as one product
     assert sum(getattr(m, "shared", None) is not None for m in model.modules()) == 5 * model.config.num_hidden_layers

@@ -1,11 +1,11 @@
-"""Bounded admission for the local runners: a few run, a few wait, the rest get Overloaded."""
+"""Bounded admission for the local model: a few run, a few wait, the rest get Overloaded."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from app.domain.errors import Overloaded
@@ -77,8 +77,3 @@ class AdmissionQueue:
                 return
         self._free += 1
 
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """`text` up to the first stop sequence, and whether one was found."""
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return (text[: min(cuts)], True) if cuts else (text, False)
