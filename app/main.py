@@ -15,14 +15,16 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.containers import Container, config_from_settings
-from app.entrypoints.http import auth, routes_admin, routes_health, routes_openai, routes_seed
+from app.entrypoints.http import auth
 from app.entrypoints.http.errors import install_error_handlers
+from app.entrypoints.http.limits import install_limits
+from app.entrypoints.http.routes import ROUTER_MODULES, include_routers
 from app.ports.model_loader import ModelLoader
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai, routes_health]
+WIRED_MODULES = [auth, *ROUTER_MODULES]
 
 
 def _configure_logging(level: str) -> None:
@@ -73,8 +75,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                   lifespan=lifespan)
     app.state.container = container
     install_error_handlers(app)
-    app.include_router(routes_seed.router)
-    app.include_router(routes_admin.router)
-    app.include_router(routes_openai.router)
-    app.include_router(routes_health.router)
+    install_limits(app, settings)
+    include_routers(app)
     return app

@@ -112,6 +112,23 @@ class Settings(BaseSettings):
     local_context_tokens: int = Field(
         default=0, ge=0, description="Context window of the local model in tokens, capped at the "
                                      "model's own (0: the model's own). Smaller saves memory.")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest request body accepted (bytes); a larger one is "
+                                               "answered 413 before it is read or parsed.")
+    max_header_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Largest request head (request line and headers, bytes); "
+                                             "a larger one is answered 431 and the connection closed.")
+    header_read_timeout_seconds: float = Field(
+        default=10, gt=0, description="Time a client has to send a request's head once the connection "
+                                      "opens or the request begins; then the connection is closed (408).")
+    body_read_timeout_seconds: float = Field(
+        default=30, gt=0, description="Time a client has to send a request's body once its head has "
+                                      "arrived; then it is answered 408 and the connection closed.")
+    max_messages: int = Field(
+        default=2048, gt=0, description="Most `messages` one chat request may carry (OpenAI's own limit).")
+    max_prompt_chars: int = Field(
+        default=500_000, gt=0, description="Most characters of prompt one request may carry (message "
+                                           "contents plus `prompt`), checked before anything tokenizes it.")
     host: str = Field(default="127.0.0.1", description="Address `make serve` binds.")
     port: int = Field(default=8000, description="Port the server listens on.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")

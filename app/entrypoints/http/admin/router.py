@@ -1,39 +1,36 @@
-"""Admin endpoints (header `admin-secret`): read and rotate the client key."""
+"""`GET /current-key` (the seed's) and `POST /rotate-key`."""
 # No `from __future__ import annotations` here: dependency-injector reads the
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
-
 
 from typing import Annotated
 
 from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from app.domain.keys import KeyRotationService
-from app.domain.models import ApiKey
+from app.entrypoints.http.admin.wire import CurrentKey
 from app.entrypoints.http.auth import require_admin
+from app.entrypoints.http.errors import ERROR_RESPONSES
+from app.entrypoints.http.wire import model_response
 
-router = APIRouter()
-
-
-def key_to_wire(key: ApiKey) -> dict[str, str]:
-    """The key and its expiry (ISO 8601, UTC), as the seed's `/current-key` returns them."""
-    return {"api_key": key.value, "expiry": key.expires_at.isoformat()}
+router = APIRouter(dependencies=[Depends(require_admin)], tags=["admin"])
 
 
-@router.get("/current-key", dependencies=[Depends(require_admin)], summary="Read the current client key")
+@router.get("/current-key", response_model=CurrentKey, responses=ERROR_RESPONSES,
+            summary="Read the current client key")
 @inject
 async def current_key(
     keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
-) -> dict[str, str]:
+) -> Response:
     """The valid client key and its expiry (ISO 8601, UTC)."""
-    return key_to_wire(keys.current())
+    return model_response(CurrentKey.of(keys.current()))
 
 
-@router.post("/rotate-key", dependencies=[Depends(require_admin)],
+@router.post("/rotate-key", response_model=CurrentKey, responses=ERROR_RESPONSES,
              summary="Replace the client key now (409 when keys are derived from KEY_SECRET)")
 @inject
 async def rotate_key(
     keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
-) -> dict[str, str]:
+) -> Response:
     """Mint a new client key at once (a leaked key) and return it with its expiry."""
-    return key_to_wire(keys.rotate_now())
+    return model_response(CurrentKey.of(keys.rotate_now()))

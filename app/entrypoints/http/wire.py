@@ -1,0 +1,224 @@
+"""Wire pieces more than one endpoint family uses: the request base, generation parameters,
+usage, and the `chat.completion` object with its chunk (the seed's chat answers with it too).
+
+Clients send fields we don't use (Continue: frequency_penalty, presence_penalty,
+prediction, parallel_tool_calls ...): they are accepted and ignored, with a
+debug log (WireModel). Values we cannot honour are a 400 naming the parameter.
+Responses are built once as models and sent as their JSON bytes (`model_response`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.domain.models import Chunk, Completion
+from app.domain.models import Usage as DomainUsage
+from app.domain.streams import ChunkStream
+from app.entrypoints.http import sse
+from app.entrypoints.http.ids import chat_completion_id
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**64 - 1
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_if_none(**kwargs: Any) -> Any:
+    """A field left out of the JSON when it is None (OpenAI omits these rather than sending null)."""
+    return Field(default=None, exclude_if=_is_none, **kwargs)
+
+
+class WireModel(BaseModel):
+    """A request body: accepts and ignores unknown fields (real clients send fields we don't use)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _log_unknown_fields(self) -> WireModel:
+        if self.model_extra:
+            log.debug("ignoring unknown fields %s", sorted(self.model_extra))
+        return self
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+# OpenAI's own ranges; values outside them are a 400 before anything runs.
+Temperature = Field(default=None, ge=0, le=2)
+TopP = Field(default=None, ge=0, le=1)
+MaxTokens = Field(default=None, ge=1)
+
+
+class StreamOptions(WireModel):
+    """`stream_options`: only `include_usage` means something here."""
+
+    include_usage: bool = False
+
+
+def _stop_sequences(value: Any) -> Any:
+    """`stop` as a list: a string is one stop sequence."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise ValueError("must be a string or an array of strings")
+
+
+def _only_one(value: int | None) -> int | None:
+    if value is not None and value != 1:
+        raise ValueError("only n=1 is supported")
+    return value
+
+
+class GenerationParams(WireModel):
+    """Parameters shared by chat and legacy completions."""
+
+    model: str | None = None
+    max_tokens: int | None = MaxTokens
+    max_completion_tokens: int | None = MaxTokens
+    temperature: float | None = Temperature
+    top_p: float | None = TopP
+    n: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="0 to 2**64-1.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    _stop = field_validator("stop", mode="before")(_stop_sequences)
+    _n = field_validator("n")(_only_one)
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def domain_params(self) -> dict[str, Any]:
+        """The generation fields of the domain `ChatRequest`."""
+        return {"model": self.model or None,
+                "max_tokens": self.max_completion_tokens or self.max_tokens,
+                "temperature": self.temperature, "top_p": self.top_p,
+                "stop": tuple(s for s in self.stop if s), "seed": self.seed, "user": self.user,
+                "include_usage": self.include_usage}
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+class Usage(BaseModel):
+    """OpenAI's usage object."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: DomainUsage) -> Usage:
+        """The wire form of domain usage."""
+        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                   total_tokens=usage.total_tokens)
+
+
+class AssistantMessage(BaseModel):
+    """The answer's message; `content` is null when the model only called tools."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = omitted_if_none()
+
+
+class ChatChoice(BaseModel):
+    """The one choice of a `chat.completion`."""
+
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    """A `chat.completion`; `model` names the model that answered."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+    @classmethod
+    def of(cls, completion: Completion) -> ChatCompletion:
+        """The wire answer for a finished domain completion."""
+        message = AssistantMessage(content=completion.text,
+                                   tool_calls=list(completion.tool_calls) if completion.tool_calls else None)
+        return cls(id=chat_completion_id(), created=int(time.time()), model=completion.model,
+                   choices=[ChatChoice(message=message, finish_reason=completion.finish_reason)],
+                   usage=Usage.of(completion.usage))
+
+
+class ChatDelta(BaseModel):
+    """What a chunk adds to the message."""
+
+    role: Literal["assistant"] | None = omitted_if_none()
+    content: str | None = omitted_if_none()
+    tool_calls: list[dict[str, Any]] | None = omitted_if_none()
+
+
+class ChatChunkChoice(BaseModel):
+    """The one choice of a `chat.completion.chunk`."""
+
+    index: int = 0
+    delta: ChatDelta
+    logprobs: None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One event of a streamed chat answer; the last one before `[DONE]` may carry only usage."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = omitted_if_none()
+
+
+async def chat_events(stream: ChunkStream, include_usage: bool) -> AsyncIterator[bytes]:
+    """`chat.completion.chunk` events: a role event, the pieces, usage last when asked, `[DONE]`."""
+    completion_id, created = chat_completion_id(), int(time.time())
+
+    def event(chunk: Chunk, delta: ChatDelta, finish: str | None) -> bytes:
+        return sse.event(ChatCompletionChunk(
+            id=completion_id, created=created, model=chunk.model,
+            choices=[ChatChunkChoice(delta=delta, finish_reason=finish)]))
+
+    yield event(stream.first, ChatDelta(role="assistant", content=""), None)
+    usage = None
+    chunk = stream.first
+    async for chunk in stream:
+        if chunk.text or chunk.tool_calls or chunk.finish_reason:
+            delta = ChatDelta(content=chunk.text or None,
+                              tool_calls=list(chunk.tool_calls) if chunk.tool_calls else None)
+            yield event(chunk, delta, chunk.finish_reason)
+        usage = chunk.usage or usage
+    if include_usage and usage is not None:
+        yield sse.event(ChatCompletionChunk(id=completion_id, created=created, model=chunk.model,
+                                            choices=[], usage=Usage.of(usage)))
+    yield sse.DONE
+
+
+def model_response(body: BaseModel, *, headers: dict[str, str] | None = None,
+                   status_code: int = 200) -> Response:
+    """A wire model sent as its JSON bytes, serialized once by pydantic."""
+    return Response(body.model_dump_json(), status_code=status_code, headers=headers,
+                    media_type="application/json")
