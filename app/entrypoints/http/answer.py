@@ -45,6 +45,14 @@ GENERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def naming(exc: DomainError, param: str) -> DomainError:
+    """A copy of `exc` naming `param` (the original may be raised again elsewhere: it is left alone)."""
+    renamed = type(exc).__new__(type(exc), *exc.args)
+    renamed.__dict__.update(exc.__dict__)
+    renamed.param = param
+    return renamed
+
+
 async def answer(service: ChatService, request: ChatRequest, *, rendering: Rendering, stream: bool,
                  include_usage: bool, limits: RequestLimits, route: Route = "auto",
                  prompt_param: str = "messages") -> Response:
@@ -57,7 +65,7 @@ async def answer(service: ChatService, request: ChatRequest, *, rendering: Rende
             completion = await service.complete(request, route=route)
     except DomainError as exc:
         if prompt_param != "messages" and exc.param is not None and exc.param.startswith("messages"):
-            exc.param = prompt_param  # the domain counts a prompt as messages; this route's body has none
+            raise naming(exc, prompt_param) from exc  # the domain counts a prompt as messages
         raise
     provider = opened.provider if stream else completion.provider
     if provider == "local" and (request.tools or request.response_format):
