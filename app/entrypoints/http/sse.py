@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from app.entrypoints.http.json_codec import dump
 
 DONE = b"data: [DONE]\n\n"
 
 
-def event(data: BaseModel) -> bytes:
-    """One `data:` event holding a wire model as compact JSON."""
-    return b"data: " + data.model_dump_json().encode() + b"\n\n"
-
-
-def json_event(data: dict[str, Any]) -> bytes:
-    """One `data:` event holding a plain JSON object (the error envelope)."""
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+def event(data: Mapping[str, Any]) -> bytes:
+    """One `data:` event holding `data` as compact JSON."""
+    return b"data: " + dump(data) + b"\n\n"

@@ -55,7 +55,7 @@ def stream_response(stream: ChunkStream, events: AsyncIterator[bytes]) -> Stream
                 yield event
         except Exception as exc:
             log.warning("stream failed after it started: %s", type(exc).__name__)
-            yield sse.json_event(stream_error_body(exc))
+            yield sse.event(stream_error_body(exc))
             yield sse.DONE
         finally:
             await close_quietly(stream)

@@ -4,7 +4,7 @@ usage, and the `chat.completion` object with its chunk (the seed's chat answers 
 Clients send fields we don't use (Continue: frequency_penalty, presence_penalty,
 prediction, parallel_tool_calls ...): they are accepted and ignored, with a
 debug log (WireModel). Values we cannot honour are a 400 naming the parameter.
-Responses are built once as models and sent as their JSON bytes (`model_response`).
+Whole answers are built once as models and sent as their JSON bytes (`model_response`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +22,7 @@ from app.domain.models import Usage as DomainUsage
 from app.domain.streams import ChunkStream
 from app.entrypoints.http import sse
 from app.entrypoints.http.ids import chat_completion_id
+from app.entrypoints.http.json_codec import dump
 
 log = logging.getLogger(__name__)
 
@@ -114,18 +115,26 @@ class GenerationParams(WireModel):
 
 # --- responses ----------------------------------------------------------------------------------
 
+class UsageJSON(TypedDict):
+    """OpenAI's usage object, as a stream's last event carries it."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+def usage_json(usage: DomainUsage) -> UsageJSON:
+    """The wire form of domain usage."""
+    return UsageJSON(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                     total_tokens=usage.total_tokens)
+
+
 class Usage(BaseModel):
     """OpenAI's usage object."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-
-    @classmethod
-    def of(cls, usage: DomainUsage) -> Usage:
-        """The wire form of domain usage."""
-        return cls(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                   total_tokens=usage.total_tokens)
 
 
 class AssistantMessage(BaseModel):
@@ -158,67 +167,74 @@ class ChatCompletion(BaseModel):
     @classmethod
     def of(cls, completion: Completion) -> ChatCompletion:
         """The wire answer for a finished domain completion."""
-        message = AssistantMessage(content=completion.text,
-                                   tool_calls=list(completion.tool_calls) if completion.tool_calls else None)
-        return cls(id=chat_completion_id(), created=int(time.time()), model=completion.model,
-                   choices=[ChatChoice(message=message, finish_reason=completion.finish_reason)],
-                   usage=Usage.of(completion.usage))
+        # One validation of plain data (in pydantic-core) is cheaper than building each part.
+        message = {"content": completion.text,
+                   "tool_calls": list(completion.tool_calls) if completion.tool_calls else None}
+        return cls.model_validate({
+            "id": chat_completion_id(), "created": int(time.time()), "model": completion.model,
+            "choices": [{"message": message, "finish_reason": completion.finish_reason}],
+            "usage": usage_json(completion.usage)})
 
 
-class ChatDelta(BaseModel):
+# Chunks are plain dicts (typed below) serialized straight to bytes: one per token, so the
+# cheapest path; the OpenAPI document describes an event stream as text anyway.
+
+class ChunkDelta(TypedDict, total=False):
     """What a chunk adds to the message."""
 
-    role: Literal["assistant"] | None = omitted_if_none()
-    content: str | None = omitted_if_none()
-    tool_calls: list[dict[str, Any]] | None = omitted_if_none()
+    role: Literal["assistant"]
+    content: str
+    tool_calls: list[dict[str, Any]]
 
 
-class ChatChunkChoice(BaseModel):
+class ChunkChoice(TypedDict):
     """The one choice of a `chat.completion.chunk`."""
 
-    index: int = 0
-    delta: ChatDelta
-    logprobs: None = None
-    finish_reason: str | None = None
+    index: int
+    delta: ChunkDelta
+    logprobs: None
+    finish_reason: str | None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(TypedDict):
     """One event of a streamed chat answer; the last one before `[DONE]` may carry only usage."""
 
     id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    object: Literal["chat.completion.chunk"]
     created: int
     model: str
-    choices: list[ChatChunkChoice]
-    usage: Usage | None = omitted_if_none()
+    choices: list[ChunkChoice]
+    usage: NotRequired[UsageJSON]
 
 
 async def chat_events(stream: ChunkStream, include_usage: bool) -> AsyncIterator[bytes]:
     """`chat.completion.chunk` events: a role event, the pieces, usage last when asked, `[DONE]`."""
     completion_id, created = chat_completion_id(), int(time.time())
 
-    def event(chunk: Chunk, delta: ChatDelta, finish: str | None) -> bytes:
+    def event(chunk: Chunk, delta: ChunkDelta, finish: str | None) -> bytes:
         return sse.event(ChatCompletionChunk(
-            id=completion_id, created=created, model=chunk.model,
-            choices=[ChatChunkChoice(delta=delta, finish_reason=finish)]))
+            id=completion_id, object="chat.completion.chunk", created=created, model=chunk.model,
+            choices=[ChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish)]))
 
-    yield event(stream.first, ChatDelta(role="assistant", content=""), None)
+    yield event(stream.first, {"role": "assistant", "content": ""}, None)
     usage = None
     chunk = stream.first
     async for chunk in stream:
-        if chunk.text or chunk.tool_calls or chunk.finish_reason:
-            delta = ChatDelta(content=chunk.text or None,
-                              tool_calls=list(chunk.tool_calls) if chunk.tool_calls else None)
+        delta: ChunkDelta = {}
+        if chunk.text:
+            delta["content"] = chunk.text
+        if chunk.tool_calls:
+            delta["tool_calls"] = list(chunk.tool_calls)
+        if delta or chunk.finish_reason:
             yield event(chunk, delta, chunk.finish_reason)
         usage = chunk.usage or usage
     if include_usage and usage is not None:
-        yield sse.event(ChatCompletionChunk(id=completion_id, created=created, model=chunk.model,
-                                            choices=[], usage=Usage.of(usage)))
+        yield sse.event(ChatCompletionChunk(id=completion_id, object="chat.completion.chunk", created=created,
+                                            model=chunk.model, choices=[], usage=usage_json(usage)))
     yield sse.DONE
 
 
 def model_response(body: BaseModel, *, headers: dict[str, str] | None = None,
                    status_code: int = 200) -> Response:
-    """A wire model sent as its JSON bytes, serialized once by pydantic."""
-    return Response(body.model_dump_json(), status_code=status_code, headers=headers,
-                    media_type="application/json")
+    """A wire model sent as its JSON bytes, serialized once by pydantic-core."""
+    return Response(dump(body), status_code=status_code, headers=headers, media_type="application/json")

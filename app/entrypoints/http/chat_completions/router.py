@@ -11,7 +11,7 @@ from app.domain.chat import ChatService
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
 from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.chat_completions.wire import ChatCompletionRequest
-from app.entrypoints.http.json_body import StrictJSONRoute
+from app.entrypoints.http.json_codec import StrictJSONRoute
 from app.entrypoints.http.limits import RequestLimits, request_limits
 from app.entrypoints.http.wire import ChatCompletion
 

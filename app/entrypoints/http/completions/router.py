@@ -11,7 +11,7 @@ from app.domain.chat import ChatService
 from app.entrypoints.http.answer import GENERATION_RESPONSES, Rendering, answer
 from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.completions.wire import CompletionRequest, TextCompletion, text_events
-from app.entrypoints.http.json_body import StrictJSONRoute
+from app.entrypoints.http.json_codec import StrictJSONRoute
 from app.entrypoints.http.limits import RequestLimits, request_limits
 
 router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_client_key)],

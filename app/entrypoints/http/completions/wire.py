@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, Field
 
@@ -13,7 +13,7 @@ from app.domain.models import ChatRequest, Completion
 from app.domain.streams import ChunkStream
 from app.entrypoints.http import sse
 from app.entrypoints.http.ids import text_completion_id
-from app.entrypoints.http.wire import GenerationParams, Usage, omitted_if_none
+from app.entrypoints.http.wire import GenerationParams, Usage, UsageJSON, usage_json
 
 
 class CompletionRequest(GenerationParams):
@@ -46,21 +46,42 @@ class TextChoice(BaseModel):
 
 
 class TextCompletion(BaseModel):
-    """A legacy `text_completion`; streamed, each event is one too (the last may carry only usage)."""
+    """A legacy `text_completion` (the whole answer)."""
 
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int
     model: str
     choices: list[TextChoice]
-    usage: Usage | None = omitted_if_none()
+    usage: Usage
 
     @classmethod
     def of(cls, completion: Completion) -> TextCompletion:
         """The wire answer for a finished domain completion."""
-        return cls(id=text_completion_id(), created=int(time.time()), model=completion.model,
-                   choices=[TextChoice(text=completion.text or "", finish_reason=completion.finish_reason)],
-                   usage=Usage.of(completion.usage))
+        return cls.model_validate({
+            "id": text_completion_id(), "created": int(time.time()), "model": completion.model,
+            "choices": [{"text": completion.text or "", "finish_reason": completion.finish_reason}],
+            "usage": usage_json(completion.usage)})
+
+
+class TextChunkChoice(TypedDict):
+    """The one choice of a streamed `text_completion` event."""
+
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: str | None
+
+
+class TextCompletionChunk(TypedDict):
+    """One event of a streamed legacy answer (a plain dict: one per token)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChunkChoice]
+    usage: NotRequired[UsageJSON]
 
 
 async def text_events(stream: ChunkStream, include_usage: bool) -> AsyncIterator[bytes]:
@@ -70,10 +91,12 @@ async def text_events(stream: ChunkStream, include_usage: bool) -> AsyncIterator
     chunk = stream.first
     async for chunk in stream:
         if chunk.text or chunk.finish_reason:
-            yield sse.event(TextCompletion(id=completion_id, created=created, model=chunk.model, choices=[
-                TextChoice(text=chunk.text, finish_reason=chunk.finish_reason)]))
+            yield sse.event(TextCompletionChunk(
+                id=completion_id, object="text_completion", created=created, model=chunk.model,
+                choices=[TextChunkChoice(index=0, text=chunk.text, logprobs=None,
+                                         finish_reason=chunk.finish_reason)]))
         usage = chunk.usage or usage
     if include_usage and usage is not None:
-        yield sse.event(TextCompletion(id=completion_id, created=created, model=chunk.model, choices=[],
-                                       usage=Usage.of(usage)))
+        yield sse.event(TextCompletionChunk(id=completion_id, object="text_completion", created=created,
+                                            model=chunk.model, choices=[], usage=usage_json(usage)))
     yield sse.DONE
