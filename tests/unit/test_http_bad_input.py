@@ -3,6 +3,7 @@ the OpenAPI document says what the API answers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,19 @@ def test_the_openapi_document_declares_the_envelope_and_no_422(client: TestClien
     chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert chat["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatCompletion"}
     assert "text/event-stream" in chat
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_lone_surrogate_in_an_answer_is_sent_as_a_replacement_character(client: TestClient, fakes: Fakes,
+                                                                         stream: bool) -> None:
+    fakes.groq.answer = "broken \ud800 text"
+
+    response = client.post("/v1/chat/completions", json=chat_body(stream=stream))
+
+    assert response.status_code == 200
+    if stream:
+        events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+        text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e.get("choices"))
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+    assert text == "broken \N{REPLACEMENT CHARACTER} text"
