@@ -13,11 +13,6 @@ from tests.unit.http_app import ADMIN, Fakes, current_key, make_client
 
 
 @pytest.fixture
-def fakes() -> Fakes:
-    return Fakes()
-
-
-@pytest.fixture
 def client(fakes: Fakes, tmp_path: Path) -> Iterator[TestClient]:
     with make_client(fakes, tmp_path) as c:
         yield c

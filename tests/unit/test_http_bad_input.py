@@ -4,7 +4,6 @@ the OpenAPI document says what the API answers."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,6 @@ from app.entrypoints.http.wire import ChatCompletion
 from tests.unit.http_app import LOCAL_MODEL, Fakes, chat_body, current_key, make_client
 
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def fakes() -> Fakes:
-    return Fakes()
-
-
-@pytest.fixture
-def client(fakes: Fakes, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(fakes, tmp_path) as c:
-        c.headers["x-api-key"] = current_key(c)
-        yield c
 
 
 def error_of(response: Any, status: int = 400) -> dict[str, Any]:

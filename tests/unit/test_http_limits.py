@@ -19,11 +19,6 @@ LIMIT = 4096
 
 
 @pytest.fixture
-def fakes() -> Fakes:
-    return Fakes()
-
-
-@pytest.fixture
 def client(fakes: Fakes, tmp_path: Path) -> Iterator[TestClient]:
     with make_client(fakes, tmp_path, max_body_bytes=LIMIT, body_read_timeout_seconds=0.3) as c:
         yield c

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,6 @@ from fastapi.testclient import TestClient
 from app.domain.errors import UpstreamRejected, UpstreamUnavailable
 from tests.unit.fakes import ScriptedLLMProvider
 from tests.unit.http_app import ADMIN, GROQ_MODELS, LOCAL_MODEL, Fakes, chat_body, make_client
-
-
-@pytest.fixture
-def fakes() -> Fakes:
-    return Fakes()
-
-
-@pytest.fixture
-def client(fakes: Fakes, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(fakes, tmp_path) as c:
-        key = c.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
-        c.headers["authorization"] = f"Bearer {key}"
-        yield c
 
 
 def events(response: Any) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from fastapi import Response
 from pydantic import BaseModel
@@ -53,24 +53,38 @@ def naming(exc: DomainError, param: str) -> DomainError:
     return renamed
 
 
-async def answer(service: ChatService, request: ChatRequest, *, rendering: Rendering, stream: bool,
-                 include_usage: bool, limits: RequestLimits, route: Route = "auto",
-                 prompt_param: str = "messages") -> Response:
-    """Answer `request` whole or as a stream; errors name `prompt_param` where the domain says messages."""
-    check_prompt_size(request, limits, param=prompt_param)
+class GenerationBody(Protocol):
+    """A request body a generation route answers."""
+
+    prompt_param: ClassVar[str]  # the body field holding the prompt, named by errors about it
+    stream: bool
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage event."""
+
+    def to_domain(self) -> ChatRequest:
+        """The domain request."""
+
+
+async def answer(service: ChatService, body: GenerationBody, *, rendering: Rendering, limits: RequestLimits,
+                 route: Route = "auto") -> Response:
+    """Answer `body` whole or as a stream; errors name `body.prompt_param` where the domain says messages."""
+    request = body.to_domain()
+    check_prompt_size(request, limits, param=body.prompt_param)
     try:
-        if stream:
+        if body.stream:
             opened = await service.open_stream(request, route=route)
         else:
             completion = await service.complete(request, route=route)
     except DomainError as exc:
-        if prompt_param != "messages" and exc.param is not None and exc.param.startswith("messages"):
-            raise naming(exc, prompt_param) from exc  # the domain counts a prompt as messages
+        if body.prompt_param != "messages" and exc.param is not None and exc.param.startswith("messages"):
+            raise naming(exc, body.prompt_param) from exc  # the domain counts a prompt as messages
         raise
-    provider = opened.provider if stream else completion.provider
+    provider = opened.provider if body.stream else completion.provider
     if provider == "local" and (request.tools or request.response_format):
         # The local model has no tool calling or JSON mode: it answers in plain text.
         log.info("local model answered without tools/response_format (not supported locally)")
-    if stream:
-        return stream_response(opened, rendering.events(opened, include_usage))
+    if body.stream:
+        return stream_response(opened, rendering.events(opened, body.include_usage))
     return model_response(rendering.whole(completion), headers={"x-provider": provider})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, Self, TypedDict
 
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -154,26 +154,39 @@ class ChatChoice(BaseModel):
     finish_reason: str | None
 
 
-class ChatCompletion(BaseModel):
-    """A `chat.completion`; `model` names the model that answered."""
+class Answer(BaseModel):
+    """What a whole `chat.completion` and `text_completion` share; `model` names who answered."""
 
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
+    object: str
     created: int
     model: str
-    choices: list[ChatChoice]
+    choices: list[Any]
     usage: Usage
+
+    @classmethod
+    def answering(cls, completion: Completion, *, id_: str, choice: dict[str, Any]) -> Self:
+        """The answer for a finished domain completion, with its one choice.
+
+        One validation of plain data (in pydantic-core) is cheaper than building each part.
+        """
+        return cls.model_validate({"id": id_, "created": int(time.time()), "model": completion.model,
+                                   "choices": [choice], "usage": usage_json(completion.usage)})
+
+
+class ChatCompletion(Answer):
+    """A `chat.completion`."""
+
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
 
     @classmethod
     def of(cls, completion: Completion) -> ChatCompletion:
         """The wire answer for a finished domain completion."""
-        # One validation of plain data (in pydantic-core) is cheaper than building each part.
-        message = {"content": completion.text,
-                   "tool_calls": list(completion.tool_calls) if completion.tool_calls else None}
-        return cls.model_validate({
-            "id": chat_completion_id(), "created": int(time.time()), "model": completion.model,
-            "choices": [{"message": message, "finish_reason": completion.finish_reason}],
-            "usage": usage_json(completion.usage)})
+        tool_calls = list(completion.tool_calls) if completion.tool_calls else None
+        return cls.answering(completion, id_=chat_completion_id(), choice={
+            "message": {"content": completion.text, "tool_calls": tool_calls},
+            "finish_reason": completion.finish_reason})
 
 
 # Chunks are plain dicts (typed below) serialized straight to bytes: one per token, so the

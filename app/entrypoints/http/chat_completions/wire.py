@@ -6,7 +6,7 @@ so it lives in `app.entrypoints.http.wire`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -40,6 +40,7 @@ class WireMessage(WireModel):
 class ChatCompletionRequest(GenerationParams):
     """Body of `POST /v1/chat/completions`."""
 
+    prompt_param: ClassVar[str] = "messages"
     messages: list[WireMessage] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, Field
 
@@ -13,12 +13,13 @@ from app.domain.models import ChatRequest, Completion
 from app.domain.streams import ChunkStream
 from app.entrypoints.http import sse
 from app.entrypoints.http.ids import text_completion_id
-from app.entrypoints.http.wire import GenerationParams, Usage, UsageJSON, usage_json
+from app.entrypoints.http.wire import Answer, GenerationParams, UsageJSON, usage_json
 
 
 class CompletionRequest(GenerationParams):
     """Body of the legacy `POST /v1/completions` (editor autocomplete)."""
 
+    prompt_param: ClassVar[str] = "prompt"
     prompt: Any = Field(description="Text, or an array holding one text.")
 
     def to_domain(self) -> ChatRequest:
@@ -45,23 +46,17 @@ class TextChoice(BaseModel):
     finish_reason: str | None
 
 
-class TextCompletion(BaseModel):
+class TextCompletion(Answer):
     """A legacy `text_completion` (the whole answer)."""
 
-    id: str
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[TextChoice]
-    usage: Usage
 
     @classmethod
     def of(cls, completion: Completion) -> TextCompletion:
         """The wire answer for a finished domain completion."""
-        return cls.model_validate({
-            "id": text_completion_id(), "created": int(time.time()), "model": completion.model,
-            "choices": [{"text": completion.text or "", "finish_reason": completion.finish_reason}],
-            "usage": usage_json(completion.usage)})
+        return cls.answering(completion, id_=text_completion_id(), choice={
+            "text": completion.text or "", "finish_reason": completion.finish_reason})
 
 
 class TextChunkChoice(TypedDict):

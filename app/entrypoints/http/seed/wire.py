@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, StrictBool, StrictStr, field_validator
 
 from app.domain.models import ChatMessage, ChatRequest
@@ -11,6 +13,7 @@ from app.entrypoints.http.wire import WireModel
 class PromptChatRequest(WireModel):
     """Body of the seed's `/chat` and `/local-chat`."""
 
+    prompt_param: ClassVar[str] = "prompt"
     prompt: StrictStr = Field(description="The user's message.")
     stream: StrictBool = False
 
@@ -20,6 +23,11 @@ class PromptChatRequest(WireModel):
         if not value.strip():
             raise ValueError("must be a non-empty string")
         return value
+
+    @property
+    def include_usage(self) -> bool:
+        """The seed's streams always end with a usage event."""
+        return True
 
     def to_domain(self) -> ChatRequest:
         """The domain request: one user message."""
