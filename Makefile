@@ -27,7 +27,7 @@ install: $(STAMP)
 # --no-proxy-headers: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, letting a
 # local client pose as any address; TRUST_PROXY_HEADERS alone decides whether that header counts.
 serve: install
-	$(BIN)/uvicorn app.main:create_app --factory --no-proxy-headers --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn app.main:create_app --factory --no-proxy-headers --host $(HOST) --port $(PORT) --http app.entrypoints.http.head_guard:HeadGuardedProtocol --limit-concurrency 64
 
 lint: install
 	$(BIN)/lint-imports

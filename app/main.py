@@ -17,16 +17,17 @@ from fastapi import FastAPI
 from app.containers import Container
 from app.domain.errors import KeyStoreUnavailable
 from app.domain.keys import KeyRotationService
-from app.entrypoints.http import auth, routes_admin, routes_health, routes_openai, routes_seed
+from app.entrypoints.http import auth
 from app.entrypoints.http.client_key import ClientKeyMiddleware
 from app.entrypoints.http.errors import install_error_handlers
-from app.entrypoints.http.responses import router as responses_router
+from app.entrypoints.http.limits import install_limits
+from app.entrypoints.http.routes import ROUTER_MODULES, include_routers
 from app.ports.model_loader import ModelLoader
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai, routes_health, responses_router]
+WIRED_MODULES = [auth, *ROUTER_MODULES]
 
 
 def _configure_logging(level: str) -> None:
@@ -88,10 +89,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                   lifespan=lifespan)
     app.state.container = container
     install_error_handlers(app)
-    app.add_middleware(ClientKeyMiddleware)  # the key before the body
-    app.include_router(routes_seed.router)
-    app.include_router(routes_admin.router)
-    app.include_router(routes_openai.router)
-    app.include_router(responses_router.router)
-    app.include_router(routes_health.router)
+    app.add_middleware(ClientKeyMiddleware)  # the key before the body is read at all
+    install_limits(app, settings)  # outermost: a body over the limit is refused before anything else
+    include_routers(app)
     return app

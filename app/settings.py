@@ -211,6 +211,28 @@ class ServerSettings(_EnvSettings):
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
 
+class LimitSettings(_EnvSettings):
+    """What one client may ask of the server before any work is done for it."""
+
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest request body accepted (bytes); a larger one is "
+                                               "answered 413 before it is read or parsed.")
+    max_header_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Largest request head (request line and headers, bytes); "
+                                             "a larger one is answered 431 and the connection closed.")
+    header_read_timeout_seconds: float = Field(
+        default=10, gt=0, description="Time a client has to send a request's head once the connection "
+                                      "opens or the request begins; then the connection is closed (408).")
+    body_read_timeout_seconds: float = Field(
+        default=30, gt=0, description="Time a client has to send a request's body once its head has "
+                                      "arrived; then it is answered 408 and the connection closed.")
+    max_messages: int = Field(
+        default=2048, gt=0, description="Most `messages` one chat request may carry (OpenAI's own limit).")
+    max_prompt_chars: int = Field(
+        default=500_000, gt=0, description="Most characters of prompt one request may carry (message "
+                                           "contents plus `prompt`), checked before anything tokenizes it.")
+
+
 class ResponsesSettings(_EnvSettings):
     """The Responses API's in-process store (`/v1/responses`)."""
 
@@ -222,5 +244,5 @@ class ResponsesSettings(_EnvSettings):
         default=3600, gt=0, description="How long a stored response can be read or followed up (seconds).")
 
 
-class Settings(GroqSettings, KeySettings, LocalSettings, ResponsesSettings, ServerSettings):
+class Settings(GroqSettings, KeySettings, LocalSettings, LimitSettings, ResponsesSettings, ServerSettings):
     """Every option of the server; README's table lists the same variables."""

@@ -66,6 +66,12 @@ class AppServer:
             self._process.kill()
             self._process.wait(timeout=5)
 
+    @property
+    def pid(self) -> int:
+        """The server process's id (uvicorn runs in it: read its /proc/<pid>/status)."""
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def log(self) -> str:
         """Everything the server printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -6,47 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from app.containers import Container
 from app.domain.errors import UpstreamAuthFailed
-from app.main import create_app
-from app.settings import Settings
-from tests.unit.fakes import FakeClock, FakeKeyStore, FakeLLMProvider
-
-ADMIN = "admin-secret-for-tests"
-
-
-class Fakes:
-    def __init__(self) -> None:
-        self.clock = FakeClock()
-        self.store = FakeKeyStore()
-        self.groq = FakeLLMProvider(name="groq", models=["llama-3.3-70b-versatile"], answer="hi from groq")
-        self.local = FakeLLMProvider(name="local", models=["local/SmolLM2-135M-Instruct"], answer="hi from local")
-
-
-@pytest.fixture
-def fakes() -> Fakes:
-    return Fakes()
-
-
-def make_client(fakes: Fakes, tmp_path: Path, **settings: object) -> TestClient:
-    container = Container()
-    container.override_providers(clock=providers.Object(fakes.clock), key_store=providers.Object(fakes.store),
-                                 groq=providers.Object(fakes.groq), local=providers.Object(fakes.local))
-    base = {"key_file": str(tmp_path / "k.json"), "admin_secret": ADMIN, "groq_api_key": "gsk_unit"}
-    return TestClient(create_app(Settings(**{**base, **settings}), container))  # type: ignore[arg-type]
+from tests.unit.http_app import ADMIN, Fakes, current_key, make_client
 
 
 @pytest.fixture
 def client(fakes: Fakes, tmp_path: Path) -> Iterator[TestClient]:
     with make_client(fakes, tmp_path) as c:
         yield c
-
-
-def current_key(client: TestClient) -> str:
-    return client.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
 
 
 def test_current_key_returns_the_stored_key_and_its_expiry(client: TestClient, fakes: Fakes) -> None:

@@ -4,58 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from fastapi.testclient import TestClient
 
-from app.containers import Container
 from app.domain.errors import UpstreamRejected, UpstreamUnavailable
-from app.main import create_app
-from app.settings import Settings
-from tests.unit.fakes import FakeClock, FakeKeyStore, FakeLLMProvider, FakeSleep, ScriptedLLMProvider
-
-ADMIN = "admin-secret-for-tests"
-GROQ_MODELS = ["llama-3.3-70b-versatile", "openai/gpt-oss-120b"]
-LOCAL_MODEL = "local/SmolLM2-135M-Instruct"
-
-
-class Fakes:
-    def __init__(self) -> None:
-        self.clock = FakeClock()
-        self.store = FakeKeyStore()
-        self.sleep = FakeSleep()
-        self.groq = FakeLLMProvider(name="groq", models=GROQ_MODELS, answer="hi from groq")
-        self.local = FakeLLMProvider(name="local", models=[LOCAL_MODEL], answer="hi from local")
-
-
-@pytest.fixture
-def fakes() -> Fakes:
-    return Fakes()
-
-
-def make_client(fakes: Fakes, tmp_path: Path, groq: Any = None, **settings: object) -> TestClient:
-    container = Container()
-    container.override_providers(clock=providers.Object(fakes.clock), key_store=providers.Object(fakes.store),
-                                 groq=providers.Object(groq or fakes.groq),
-                                 local=providers.Object(fakes.local), sleep=providers.Object(fakes.sleep))
-    base = {"key_file": str(tmp_path / "k.json"), "admin_secret": ADMIN, "groq_api_key": "gsk_unit"}
-    return TestClient(create_app(Settings(**{**base, **settings}), container))  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def client(fakes: Fakes, tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(fakes, tmp_path) as c:
-        key = c.get("/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
-        c.headers["authorization"] = f"Bearer {key}"
-        yield c
-
-
-def chat_body(**extra: Any) -> dict[str, Any]:
-    return {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hello"}], **extra}
+from tests.unit.fakes import ScriptedLLMProvider
+from tests.unit.http_app import ADMIN, GROQ_MODELS, LOCAL_MODEL, Fakes, chat_body, make_client
 
 
 def events(response: Any) -> list[Any]:

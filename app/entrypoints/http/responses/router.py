@@ -12,11 +12,14 @@ from fastapi.responses import StreamingResponse
 from app.domain.chat import ChatService
 from app.domain.response_store import ResponseStore
 from app.entrypoints.http.auth import require_client_key
+from app.entrypoints.http.errors import ERROR_RESPONSES
+from app.entrypoints.http.json_codec import StrictJSONRoute
 from app.entrypoints.http.responses.events import events_response
 from app.entrypoints.http.responses.serving import ResponsesServing
 from app.entrypoints.http.responses.wire import ResponsesRequest, deleted_to_wire
 
-router = APIRouter(dependencies=[Depends(require_client_key)], tags=["Responses API"])
+router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_client_key)],
+                   responses=ERROR_RESPONSES, tags=["Responses API"])
 
 ResponseId = Annotated[str, Path(description="A response id (`resp_…`) this server stored.")]
 

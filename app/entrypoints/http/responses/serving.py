@@ -50,7 +50,7 @@ class ResponsesServing:
         self._keep(body, history, final, output)
         return Answered(body=final, provider=completion.provider)
 
-    async def open_stream(self, body: ResponsesRequest) -> tuple[ChunkStream, AsyncIterator[str]]:
+    async def open_stream(self, body: ResponsesRequest) -> tuple[ChunkStream, AsyncIterator[bytes]]:
         """Open the answer to `body` (failing before it returns), and the events that send it."""
         translation, history = self._prepare(body)
         stream = await self._service.open_stream(translation.request)

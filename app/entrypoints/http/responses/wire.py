@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from app.domain.models import Usage
-from app.entrypoints.http.protocol import WireModel
+from app.entrypoints.http.wire import WireModel
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""`POST /v1/completions` (and `/completions`): legacy prompt completions (editor autocomplete)."""

@@ -1,0 +1,1 @@
+"""`GET /healthz` (liveness) and `GET /readyz` (readiness); no key needed."""

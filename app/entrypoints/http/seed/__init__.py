@@ -1,0 +1,1 @@
+"""The seed's chat endpoints: `POST /chat` and `POST /local-chat`."""
