@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from app.containers import Container, config_from_settings
 from app.entrypoints.http import auth, routes_admin, routes_health, routes_openai, routes_seed
 from app.entrypoints.http.errors import install_error_handlers
+from app.entrypoints.http.web.router import router as chat_page_router
 from app.ports.model_loader import ModelLoader
 from app.settings import Settings
 
@@ -77,4 +78,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(routes_admin.router)
     app.include_router(routes_openai.router)
     app.include_router(routes_health.router)
+    app.include_router(chat_page_router)
     return app
