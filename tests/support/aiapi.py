@@ -21,6 +21,18 @@ def aiapi_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "app.entrypoints.cli"]
 
 
+def aiapi_bin_dir(scratch: Path) -> Path:
+    """A directory to put first on PATH so that `aiapi` runs this checkout's client."""
+    script = Path(sys.executable).with_name("aiapi")
+    if script.exists():
+        return script.parent
+    shim = scratch / "bin" / "aiapi"
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m app.entrypoints.cli "$@"\n')
+    shim.chmod(0o755)
+    return shim.parent
+
+
 def aiapi_env(home: Path, **variables: str) -> dict[str, str]:
     """The environment of a user whose home is `home`, with this checkout's `app` first on the path."""
     env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARIABLES}

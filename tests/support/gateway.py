@@ -33,9 +33,9 @@ def gateway(workdir: Path, fake_groq: FakeGroq, **env: str) -> Iterator[AppServe
         server.stop()
 
 
-def current_key(server: AppServer) -> str:
+def current_key(server: AppServer, secret: str = ADMIN) -> str:
     """The client key, read as an admin would."""
-    response = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": ADMIN}, timeout=10)
+    response = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": secret}, timeout=10)
     response.raise_for_status()
     return response.json()["api_key"]
 
