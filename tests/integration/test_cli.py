@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -289,6 +290,30 @@ def test_continue_config_write_creates_a_private_file(server: AppServer, admin_e
     config = tmp_path / ".continue" / "config.yaml"
     assert config.stat().st_mode & 0o777 == 0o600
     assert {m["apiKey"] for m in yaml.safe_load(config.read_text())["models"]} == {current_key(server)}
+
+
+def test_serve_runs_the_app(tmp_path: Path) -> None:
+    port = free_port()
+    env = aiapi_env(tmp_path, LOCAL_RUNNER="llamacpp", HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([*aiapi_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                               cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "aiapi serve did not come up"
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        _, log = process.communicate(timeout=30)
+
+    assert page.status_code == 200 and "AI API chat" in page.text
+    assert (tmp_path / "current_key.json").exists()  # the server ran in the working directory
+    assert "Application startup complete" in log
 
 
 # --- errors: one line each, never a traceback --------------------------------------------------------

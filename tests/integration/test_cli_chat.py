@@ -10,8 +10,8 @@ import pexpect
 import pytest
 
 from tests.support.aiapi import aiapi_command, aiapi_env
-from tests.support.fake_groq import Answer, FakeGroq, SlowStream
-from tests.support.gateway import ADMIN, FIRST_GROQ_MODEL, SECOND_GROQ_MODEL, gateway
+from tests.support.fake_groq import Answer, FakeGroq, SlowStream, Stall
+from tests.support.gateway import ADMIN, FIRST_GROQ_MODEL, LOCAL_MODEL, SECOND_GROQ_MODEL, gateway
 from tests.support.server import AppServer
 
 PROMPT = "you>"  # prompt_toolkit draws the space as a cursor move
@@ -122,3 +122,24 @@ def test_ctrl_c_at_the_prompt_and_ctrl_d_leave_cleanly(chat: pexpect.spawn) -> N
     chat.close()
 
     assert chat.exitstatus == 0
+
+
+def test_a_spinner_shows_until_the_first_token(chat: pexpect.spawn, fake_groq: FakeGroq) -> None:
+    fake_groq.script(Stall(1.5))
+
+    say(chat, "hello")
+
+    chat.expect_exact("waiting for the first token")
+    chat.expect_exact("Hello from fake Groq!")
+    chat.expect_exact(PROMPT)
+
+
+@pytest.mark.model
+def test_local_command_switches_to_the_local_model(chat: pexpect.spawn, fake_groq: FakeGroq) -> None:
+    say(chat, "/local")
+    chat.expect_exact(f"model: {LOCAL_MODEL}")
+    say(chat, "Name a colour.")
+
+    chat.expect_exact(f"[local · {LOCAL_MODEL} · ", timeout=120)
+    chat.expect_exact(PROMPT)
+    assert fake_groq.requests == []
