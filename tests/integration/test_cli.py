@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.support.aiapi import aiapi_command, aiapi_env, run_aiapi
-from tests.support.fake_groq import Answer, Fail, FakeGroq, SlowStream
+from tests.support.fake_groq import Answer, Fail, FakeGroq, SlowStream, StreamError
 from tests.support.gateway import (
     ADMIN,
     FIRST_GROQ_MODEL,
@@ -112,6 +112,16 @@ def test_ask_local_is_answered_by_the_local_model(admin_env: dict[str, str], fak
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert fake_groq.requests == []
+
+
+def test_a_stream_that_breaks_off_keeps_the_text_and_fails_in_one_line(
+        admin_env: dict[str, str], fake_groq: FakeGroq) -> None:
+    fake_groq.script(StreamError(chunks=2))
+
+    result = run_aiapi("ask", "hello", env=admin_env)
+
+    assert result.stdout.startswith("Hello from ")
+    assert_one_line_error(result, "the answer broke off")
 
 
 def test_ask_without_a_prompt_is_a_usage_error(admin_env: dict[str, str]) -> None:

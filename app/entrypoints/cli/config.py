@@ -10,7 +10,7 @@ DEFAULT_TIMEOUT_SECONDS = 300.0  # a first local answer includes loading the mod
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """The server's base URL (no `/v1`), the admin secret and the client key, any of them unset."""
+    """The server's URL, the admin secret and the client key (either may be unset)."""
 
     url: str = DEFAULT_URL
     admin_secret: str | None = None
@@ -19,9 +19,11 @@ class ClientConfig:
 
     @property
     def base_url(self) -> str:
-        """The URL without a trailing slash or `/v1`: paths are added to it."""
+        """The URL with a scheme, without a trailing slash or `/v1`: paths are added to it."""
         url = self.url.strip().rstrip("/")
-        return url.removesuffix("/v1") if url.endswith("/v1") else url
+        if url and "://" not in url:
+            url = f"http://{url}"  # `localhost:8000`, as people type it
+        return url.removesuffix("/v1")
 
     @property
     def openai_base_url(self) -> str:
