@@ -77,7 +77,8 @@ class ChatSession:
     def run(self) -> None:
         """Until /quit or end of input; Ctrl-C stops an answer (or clears the line), not the program."""
         read = _line_reader()
-        self.console.print(f"aiapi chat with {self.client.config.base_url} · /help for commands", style="dim")
+        self.console.print(f"aiapi chat with {self.client.config.base_url} · /help for commands", style="dim",
+                           markup=False)
         while True:
             try:
                 line = read("you> ").strip()
@@ -101,7 +102,7 @@ class ChatSession:
             return False
         if name == "/clear":
             self.conversation.clear()
-            self.console.print("conversation cleared", style="dim")
+            self.console.print("conversation cleared", style="dim", markup=False)
         elif name == "/local":
             self._use(self._guard(self.client.local_model))
         elif name == "/groq":
@@ -113,14 +114,14 @@ class ChatSession:
         elif name == "/model" and argument:
             self._use(argument)
         elif name == "/model":
-            self.console.print(f"model: {self.conversation.model or 'server default'}", style="dim")
+            self._use(self.conversation.model)
         else:
             self.console.print(HELP, style="dim", markup=False)
         return True
 
     def _use(self, model: str | None) -> None:
         self.conversation.model = model
-        self.console.print(f"model: {self.conversation.model or 'server default'}", style="dim")
+        self.console.print(f"model: {self.conversation.model or 'server default'}", style="dim", markup=False)
 
     def _guard(self, call: Callable[[], str | None]) -> str | None:
         try:
