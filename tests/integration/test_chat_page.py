@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.support.fake_groq import Answer, FakeGroq, SlowStream
-from tests.support.gateway import ADMIN, FIRST_GROQ_MODEL, LOCAL_MODEL, current_key, gateway
+from tests.support.client_gateway import ADMIN, FIRST_GROQ_MODEL, LOCAL_MODEL, current_key, gateway
 from tests.support.server import AppServer
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make install` installs it); never `playwright install`

@@ -15,7 +15,7 @@ import yaml
 
 from tests.support.aiapi import aiapi_command, aiapi_env, run_aiapi
 from tests.support.fake_groq import Answer, Fail, FakeGroq, SlowStream, StreamError
-from tests.support.gateway import (
+from tests.support.client_gateway import (
     ADMIN,
     FIRST_GROQ_MODEL,
     LOCAL_MODEL,

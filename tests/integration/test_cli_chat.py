@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.aiapi import aiapi_command, aiapi_env
 from tests.support.fake_groq import Answer, FakeGroq, SlowStream, Stall
-from tests.support.gateway import ADMIN, FIRST_GROQ_MODEL, LOCAL_MODEL, SECOND_GROQ_MODEL, gateway
+from tests.support.client_gateway import ADMIN, FIRST_GROQ_MODEL, LOCAL_MODEL, SECOND_GROQ_MODEL, gateway
 from tests.support.server import AppServer
 
 PROMPT = "you>"  # prompt_toolkit draws the space as a cursor move

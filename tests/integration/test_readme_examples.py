@@ -26,7 +26,7 @@ import yaml
 
 from tests.support.aiapi import REPO_ROOT, aiapi_bin_dir, aiapi_env
 from tests.support.fake_groq import FAKE_GROQ_KEY, Answer, FakeGroq
-from tests.support.gateway import FIRST_GROQ_MODEL, LOCAL_MODEL, current_key, gateway
+from tests.support.client_gateway import FIRST_GROQ_MODEL, LOCAL_MODEL, current_key, gateway
 from tests.support.server import AppServer
 
 README = REPO_ROOT / "README.md"

@@ -1,4 +1,4 @@
-"""A whole gateway for client tests: the real app under uvicorn, Groq played by the fake server."""
+"""A whole gateway for the client tests (aiapi, the chat page, README examples): the real app, fake Groq."""
 
 from __future__ import annotations
 
