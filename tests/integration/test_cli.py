@@ -17,12 +17,12 @@ from tests.support.aiapi import aiapi_command, aiapi_env, run_aiapi
 from tests.support.fake_groq import Answer, Fail, FakeGroq, SlowStream, StreamError
 from tests.support.client_gateway import (
     ADMIN,
-    FIRST_GROQ_MODEL,
-    LOCAL_MODEL,
-    SECOND_GROQ_MODEL,
     current_key,
     gateway,
+    groq_models,
+    local_model,
     rotate_key,
+    served_models,
 )
 from tests.support.net import free_port
 from tests.support.server import AppServer
@@ -60,7 +60,8 @@ def test_ask_fetches_the_key_with_the_admin_secret_and_prints_the_answer(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Paris is the capital of France.\n"
-    assert fake_groq.requests[0]["messages"] == [{"role": "user", "content": "What is the capital of France?"}]
+    assert fake_groq.requests[0]["messages"] == [
+        {"role": "user", "content": "What is the capital of France?"}]
     assert fake_groq.requests[0]["stream"] is True
 
 
@@ -86,13 +87,15 @@ def test_ask_prints_tokens_as_they_arrive(admin_env: dict[str, str], fake_groq: 
 
 
 def test_ask_reads_a_piped_prompt_and_takes_system_and_model(
-        admin_env: dict[str, str], fake_groq: FakeGroq) -> None:
-    result = run_aiapi("ask", "--system", "Answer in one word.", "--model", SECOND_GROQ_MODEL,
+        server: AppServer, admin_env: dict[str, str], fake_groq: FakeGroq) -> None:
+    model = groq_models(server)[-1]
+
+    result = run_aiapi("ask", "--system", "Answer in one word.", "--model", model,
                        env=admin_env, stdin="Which colour is the sky?\n")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Hello from fake Groq!\n"
-    assert fake_groq.requests[0]["model"] == SECOND_GROQ_MODEL
+    assert fake_groq.requests[0]["model"] == model
     assert fake_groq.requests[0]["messages"] == [
         {"role": "system", "content": "Answer in one word."},
         {"role": "user", "content": "Which colour is the sky?"}]
@@ -162,7 +165,7 @@ def test_key_export_sets_what_openai_clients_read(server: AppServer, admin_env: 
     assert result.returncode == 0, result.stderr
     base_url, ids = result.stdout.splitlines()
     assert base_url == f"{server.base_url}/v1/"
-    assert LOCAL_MODEL in ids and FIRST_GROQ_MODEL in ids
+    assert ids == str([model for model, _ in served_models(server)])
 
 
 def test_rotate_replaces_the_key(server: AppServer, admin_env: dict[str, str]) -> None:
@@ -214,13 +217,13 @@ def test_no_key_and_no_admin_secret_says_what_to_set(server: AppServer, tmp_path
 
 # --- models and Continue -----------------------------------------------------------------------------
 
-def test_models_lists_groq_and_local_models(admin_env: dict[str, str]) -> None:
+def test_models_lists_groq_and_local_models(server: AppServer, admin_env: dict[str, str]) -> None:
     result = run_aiapi("models", env=admin_env)
 
     assert result.returncode == 0, result.stderr
-    rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert [FIRST_GROQ_MODEL, "groq"] in rows and [SECOND_GROQ_MODEL, "groq"] in rows
-    assert [LOCAL_MODEL, "local"] in rows
+    rows = [tuple(line.split("\t")) for line in result.stdout.splitlines()]
+    assert rows == served_models(server)
+    assert {provider for _, provider in rows} == {"groq", "local"}
 
 
 def test_continue_config_prints_model_entries_holding_the_current_key(
@@ -231,7 +234,7 @@ def test_continue_config_prints_model_entries_holding_the_current_key(
     entries = yaml.safe_load(result.stdout)["models"]
     key = current_key(server)
     assert [(e["model"], e["roles"]) for e in entries] == [
-        (FIRST_GROQ_MODEL, ["chat", "edit", "apply"]), (LOCAL_MODEL, ["autocomplete"])]
+        (groq_models(server)[0], ["chat", "edit", "apply"]), (local_model(server), ["autocomplete"])]
     assert all(e["apiKey"] == key and e["apiBase"] == f"{server.base_url}/v1" and e["provider"] == "openai"
                for e in entries)
 
@@ -337,9 +340,10 @@ def test_server_down_is_one_line_and_a_failure(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def strict_server(tmp_path_factory: pytest.TempPathFactory, fake_groq_server: FakeGroq) -> Iterator[AppServer]:
+def strict_server(tmp_path_factory: pytest.TempPathFactory,
+                  fake_groq_server: FakeGroq) -> Iterator[AppServer]:
     """No admin secret, one wrong key locks an address out, no local fallback, no Groq retries."""
-    with gateway(tmp_path_factory.mktemp("strict"), fake_groq_server, ADMIN_SECRET=None,  # type: ignore[arg-type]
+    with gateway(tmp_path_factory.mktemp("strict"), fake_groq_server, ADMIN_SECRET=None,
                  AUTH_MAX_FAILURES="1", FALLBACK_TO_LOCAL="false", GROQ_MAX_RETRIES="0",
                  KEY_FILE="strict_key.json") as app:
         yield app
@@ -359,10 +363,14 @@ def test_admin_disabled_is_403_in_one_line(strict_server: AppServer, tmp_path: P
 
 def test_unavailable_upstream_is_503_in_one_line(strict_server: AppServer, tmp_path: Path,
                                                  fake_groq: FakeGroq) -> None:
-    fake_groq.script(Fail(503, {"error": {"message": "over capacity"}}))
-    env = aiapi_env(tmp_path, AIAPI_URL=strict_server.base_url, AIAPI_KEY=strict_key(strict_server))
+    key = strict_key(strict_server)
+    models = httpx.get(f"{strict_server.base_url}/v1/models",
+                       headers={"Authorization": f"Bearer {key}"}).json()
+    (groq_model, *_) = [m["id"] for m in models["data"] if m["owned_by"] == "groq"]
+    fake_groq.script(*[Fail(503, {"error": {"message": "over capacity"}})] * 10)
+    env = aiapi_env(tmp_path, AIAPI_URL=strict_server.base_url, AIAPI_KEY=key)
 
-    result = run_aiapi("ask", "--model", FIRST_GROQ_MODEL, "hello", env=env)
+    result = run_aiapi("ask", "--model", groq_model, "hello", env=env)
 
     assert_one_line_error(result, "service unavailable (503)")
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.aiapi import aiapi_command, aiapi_env
 from tests.support.fake_groq import Answer, FakeGroq, SlowStream, Stall
-from tests.support.client_gateway import ADMIN, FIRST_GROQ_MODEL, LOCAL_MODEL, SECOND_GROQ_MODEL, gateway
+from tests.support.client_gateway import ADMIN, gateway, groq_models, local_model
 from tests.support.server import AppServer
 
 PROMPT = "you>"  # prompt_toolkit draws the space as a cursor move
@@ -49,7 +49,7 @@ def test_turns_keep_context_and_clear_forgets_it(chat: pexpect.spawn, fake_groq:
 
     say(chat, "My name is Ada.")
     chat.expect_exact("Nice to meet you, Ada.")
-    chat.expect_exact(f"[groq · {FIRST_GROQ_MODEL} · ")
+    chat.expect_exact(f"[groq · {fake_groq.requests[0]['model']} · ")  # provider, model, tokens
     chat.expect_exact(PROMPT)
     say(chat, "What is my name?")
     chat.expect_exact("Your name is Ada.")
@@ -97,19 +97,21 @@ def test_ctrl_c_stops_the_answer_not_the_program(chat: pexpect.spawn, fake_groq:
     assert stopped_turn[2] == ("user", "Are you there?")
 
 
-def test_model_and_groq_commands_choose_the_model(chat: pexpect.spawn, fake_groq: FakeGroq) -> None:
-    say(chat, f"/model {SECOND_GROQ_MODEL}")
-    chat.expect_exact(f"model: {SECOND_GROQ_MODEL}")
+def test_model_and_groq_commands_choose_the_model(chat: pexpect.spawn, server: AppServer,
+                                                  fake_groq: FakeGroq) -> None:
+    first, *_, last = groq_models(server)
+    say(chat, f"/model {last}")
+    chat.expect_exact(f"model: {last}")
     say(chat, "hello")
     chat.expect_exact("Hello from fake Groq!")
     chat.expect_exact(PROMPT)
     say(chat, "/groq")
-    chat.expect_exact(f"model: {FIRST_GROQ_MODEL}")
+    chat.expect_exact(f"model: {first}")
     say(chat, "hello again")
     chat.expect_exact("Hello from fake Groq!")
     chat.expect_exact(PROMPT)
 
-    assert [r["model"] for r in fake_groq.requests] == [SECOND_GROQ_MODEL, FIRST_GROQ_MODEL]
+    assert [r["model"] for r in fake_groq.requests] == [last, first]
 
 
 def test_ctrl_c_at_the_prompt_and_ctrl_d_leave_cleanly(chat: pexpect.spawn) -> None:
@@ -135,11 +137,13 @@ def test_a_spinner_shows_until_the_first_token(chat: pexpect.spawn, fake_groq: F
 
 
 @pytest.mark.model
-def test_local_command_switches_to_the_local_model(chat: pexpect.spawn, fake_groq: FakeGroq) -> None:
+def test_local_command_switches_to_the_local_model(chat: pexpect.spawn, server: AppServer,
+                                                   fake_groq: FakeGroq) -> None:
+    model = local_model(server)
     say(chat, "/local")
-    chat.expect_exact(f"model: {LOCAL_MODEL}")
+    chat.expect_exact(f"model: {model}")
     say(chat, "Name a colour.")
 
-    chat.expect_exact(f"[local · {LOCAL_MODEL} · ", timeout=120)
+    chat.expect_exact(f"[local · {model} · ", timeout=120)
     chat.expect_exact(PROMPT)
     assert fake_groq.requests == []

@@ -26,7 +26,7 @@ import yaml
 
 from tests.support.aiapi import REPO_ROOT, aiapi_bin_dir, aiapi_env
 from tests.support.fake_groq import FAKE_GROQ_KEY, Answer, FakeGroq
-from tests.support.client_gateway import FIRST_GROQ_MODEL, LOCAL_MODEL, current_key, gateway
+from tests.support.client_gateway import current_key, gateway, groq_models, served_models
 from tests.support.server import AppServer
 
 README = REPO_ROOT / "README.md"
@@ -153,14 +153,16 @@ def test_curl_stream(server: AppServer, key: str, fake_groq: FakeGroq, tmp_path:
 
 # --- the clients ---------------------------------------------------------------------------------------
 
-def test_aiapi(server: AppServer, key: str, fake_groq: FakeGroq, tmp_path: Path) -> None:
+def test_aiapi(server: AppServer, key: str, settings: dict[str, str], fake_groq: FakeGroq,
+               tmp_path: Path) -> None:
     fake_groq.script(Answer("Paris."), Answer("It subtracts instead of adding."))
 
     out = run_shell(localize(example("aiapi"), server), home=tmp_path, cwd=tmp_path)
 
     lines = out.splitlines()
     assert lines[:2] == ["Paris.", "It subtracts instead of adding."]
-    assert f"{LOCAL_MODEL}\tlocal" in lines and f"{FIRST_GROQ_MODEL}\tgroq" in lines
+    listed = served_models(server, settings["ADMIN_SECRET"])
+    assert lines[2:] == [f"{model}\t{provider}" for model, provider in listed]
     assert fake_groq.requests[1]["messages"] == [
         {"role": "system", "content": "You review code."},
         {"role": "user", "content": "Find the bug:\n\ndef add(a, b): return a - b"}]
@@ -235,7 +237,8 @@ def test_continue_json(server: AppServer, key: str) -> None:
 
 
 @pytest.mark.model
-def test_openai_sdk(server: AppServer, key: str, fake_groq: FakeGroq, tmp_path: Path) -> None:
+def test_openai_sdk(server: AppServer, key: str, settings: dict[str, str], fake_groq: FakeGroq,
+                    tmp_path: Path) -> None:
     fake_groq.script(Answer("Paris."))
     script = tmp_path / "example.py"
     script.write_text(localize(example("openai-sdk"), server, key))
@@ -244,7 +247,8 @@ def test_openai_sdk(server: AppServer, key: str, fake_groq: FakeGroq, tmp_path: 
 
     assert result.returncode == 0, result.stderr
     first, rest = result.stdout.split("\n", 1)
-    assert first == f"{FIRST_GROQ_MODEL} Paris."
+    model, answer = first.split(" ", 1)
+    assert answer == "Paris." and model in groq_models(server, settings["ADMIN_SECRET"])
     streamed, listed = rest[:rest.rindex("[")], ast.literal_eval(rest[rest.rindex("["):].strip())
     assert streamed.strip()  # the local model's streamed answer
-    assert LOCAL_MODEL in listed and FIRST_GROQ_MODEL in listed
+    assert listed == [m for m, _ in served_models(server, settings["ADMIN_SECRET"])]

@@ -131,12 +131,14 @@ class GatewayClient:
 
     def open_chat_stream(self, messages: list[dict[str, str]], *, model: str | None = None) -> ChatStream:
         """Start a streamed chat completion; fails here (not while reading) when the server says no."""
-        body: dict[str, Any] = {"messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {"messages": messages, "stream": True,
+                                "stream_options": {"include_usage": True}}
         if model:
             body["model"] = model
 
         def send(key: str) -> httpx.Response:
-            request = self._http.build_request("POST", "/v1/chat/completions", json=body, headers=_bearer(key))
+            request = self._http.build_request("POST", "/v1/chat/completions", json=body,
+                                               headers=_bearer(key))
             return self._http.send(request, stream=True)
 
         return ChatStream(self._authorized(send), self.config.base_url)

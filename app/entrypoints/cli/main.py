@@ -21,7 +21,12 @@ from rich.table import Table
 from app.entrypoints.cli.chat import ChatSession, Conversation
 from app.entrypoints.cli.client import GatewayClient
 from app.entrypoints.cli.config import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL, ClientConfig
-from app.entrypoints.cli.continue_config import DEFAULT_PATH, gateway_entries, render_models_block, write_config
+from app.entrypoints.cli.continue_config import (
+    DEFAULT_PATH,
+    gateway_entries,
+    render_models_block,
+    write_config,
+)
 from app.entrypoints.cli.errors import INTERRUPTED_EXIT, CliError
 
 out = Console(highlight=False, soft_wrap=True)
@@ -213,8 +218,8 @@ def continue_config(
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot update {path}: {exc}") from None
     if result.updated:
-        err.print(f"{path}: new apiKey in {result.updated} gateway entr{'y' if result.updated == 1 else 'ies'}",
-                  markup=False)
+        entries_word = "entry" if result.updated == 1 else "entries"
+        err.print(f"{path}: new apiKey in {result.updated} gateway {entries_word}", markup=False)
     else:
         err.print(f"{path}: added {result.added} gateway entries", markup=False)
 
