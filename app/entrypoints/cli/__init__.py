@@ -1,0 +1,1 @@
+"""`aiapi`, the gateway's command-line client: a client of the HTTP API, no server code imported."""

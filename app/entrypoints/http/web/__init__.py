@@ -1,0 +1,1 @@
+"""The chat page served at `/`: static files shipped in the package, no build step."""
