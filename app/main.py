@@ -20,6 +20,8 @@ from app.domain.keys import KeyRotationService
 from app.entrypoints.http import auth
 from app.entrypoints.http.client_key import ClientKeyMiddleware
 from app.entrypoints.http.errors import install_error_handlers
+from app.entrypoints.http.limits import install_limits
+from app.entrypoints.http.routes import ROUTER_MODULES, include_routers
 from app.ports.model_loader import ModelLoader
 from app.settings import Settings
 
@@ -87,4 +89,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                   lifespan=lifespan)
     app.state.container = container
     install_error_handlers(app)
+    app.add_middleware(ClientKeyMiddleware)  # the key before the body is read at all
+    install_limits(app, settings)  # outermost: a body over the limit is refused before anything else
+    include_routers(app)
     return app
