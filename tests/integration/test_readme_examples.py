@@ -33,7 +33,7 @@ README = REPO_ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 MARKER = re.compile(r"^<!-- example: ([\w-]+)")
 TESTED = {"first-request", "admin-key", "aiapi", "terminal-chat", "continue-yaml", "continue-json",
-          "openai-sdk", "curl-stream"}
+          "openai-sdk", "curl-stream", "responses-sdk", "codex-config", "codex-exec"}
 
 
 @dataclass(frozen=True)
@@ -252,3 +252,49 @@ def test_openai_sdk(server: AppServer, key: str, settings: dict[str, str], fake_
     streamed, listed = rest[:rest.rindex("[")], ast.literal_eval(rest[rest.rindex("["):].strip())
     assert streamed.strip()  # the local model's streamed answer
     assert listed == [m for m, _ in served_models(server, settings["ADMIN_SECRET"])]
+
+
+def test_responses_sdk(server: AppServer, key: str, fake_groq: FakeGroq, tmp_path: Path) -> None:
+    fake_groq.script(Answer("Hello Ada."), Answer("Your name is Ada."), Answer("Hi there."))
+    sdk = localize(example("openai-sdk"), server, key).splitlines()
+    client_setup = "\n".join(sdk[: next(i for i, line in enumerate(sdk) if line.startswith("client =")) + 1])
+    script = tmp_path / "responses_example.py"
+    script.write_text(client_setup + "\n" + example("responses-sdk"))
+
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Hello Ada.\n") and result.stdout.rstrip().endswith("Hi there.")
+    follow_up = fake_groq.requests[-2]["messages"]  # previous_response_id brought the first turn along
+    assert [m.get("content") for m in follow_up if m["role"] != "system"] == [
+        "My name is Ada.", "Hello Ada.", "What is my name?"]
+
+
+# --- Codex CLI ------------------------------------------------------------------------------------------
+
+# Settings the tests add to the README's config so Codex reaches nothing but the server (no update
+# check, analytics, plugins or apps); top-level keys go first, tables last, as TOML wants.
+CODEX_LOCKDOWN_TOP = "check_for_update_on_startup = false\n"
+CODEX_LOCKDOWN_TABLES = ("\n[analytics]\nenabled = false\n\n"
+                         "[features]\nplugins = false\nremote_plugin = false\napps = false\n")
+
+
+def test_codex_config_and_exec(server: AppServer, key: str, fake_groq: FakeGroq, tmp_path: Path) -> None:
+    from tests.support.codex import codex_binary
+
+    binary = codex_binary()
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    config = localize(example("codex-config"), server)
+    (home / ".codex" / "config.toml").write_text(CODEX_LOCKDOWN_TOP + config + CODEX_LOCKDOWN_TABLES)
+    fake_groq.script(Answer("Hi from the README's Codex setup."))
+
+    env = {"HOME": str(home), "CODEX_HOME": str(home / ".codex"), "LANG": "C.UTF-8",
+           "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", localize(example("codex-exec"), server, key)],
+                          cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=180, check=False)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Hi from the README's Codex setup." in done.stdout
+    assert fake_groq.requests[-1]["stream"] is True  # it went through /v1/responses to the fake Groq
