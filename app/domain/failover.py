@@ -84,9 +84,7 @@ class ResilientUpstream:
     async def open_stream(self, request: ChatRequest) -> ChunkStream:
         """The upstream's stream, retried while opening; a failure after it opened counts against the breaker."""
         stream = await self._call(lambda: self._upstream.open_stream(request))
-        rest = self._watch(stream)
-        await anext(rest)  # started: closing `rest` now runs its `finally` (an unstarted one would not)
-        return ChunkStream(stream.first, rest)  # type: ignore[arg-type]  # past the primer: chunks only
+        return stream.wrapped(self._watch)
 
     async def _call(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
         """`attempt_once()` retried while worth it, within the deadline; the breaker hears the outcome."""
@@ -117,18 +115,14 @@ class ResilientUpstream:
                     raise
                 attempt += 1
 
-    async def _watch(self, stream: ChunkStream) -> AsyncGenerator[Chunk | None, None]:
-        """The rest of an opened stream, after one `None` that primes it; a break mid-stream is a failure."""
+    async def _watch(self, rest: AsyncGenerator[Chunk, None]) -> AsyncGenerator[Chunk, None]:
+        """The rest of an opened stream; a break mid-stream is a failure of the upstream."""
         try:
-            yield None
-            await anext(stream)  # the first chunk, already handed out by the caller's ChunkStream
-            async for chunk in stream:
+            async for chunk in rest:
                 yield chunk
         except UpstreamUnavailable:
             self._breaker.record_failure()
             raise
-        finally:
-            await stream.aclose()
 
     def _admit(self) -> bool:
         """True for the half-open probe; raises CircuitOpen while the circuit refuses calls."""

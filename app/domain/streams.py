@@ -7,7 +7,7 @@ the HTTP status are decided by an ordinary try/except around the open.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from app.domain.errors import UpstreamUnavailable
 from app.domain.models import Chunk
@@ -20,11 +20,21 @@ class ChunkStream:
     must be called on every path (an `async with` block does it).
     """
 
-    def __init__(self, first: Chunk, rest: AsyncGenerator[Chunk, None]) -> None:
+    def __init__(self, first: Chunk, rest: AsyncGenerator[Chunk, None], *,
+                 closes: ChunkStream | None = None) -> None:
         self.first = first
         self._rest = rest
+        self._closes = closes  # the stream this one wraps, closed with it
         self._first_pending = True
         self._closed = False
+
+    def wrapped(self, rest: Callable[[AsyncGenerator[Chunk, None]], AsyncGenerator[Chunk, None]]) -> ChunkStream:
+        """This stream with `rest(chunks after the first)` in place of them; closing it closes this one.
+
+        For a layer that watches or transforms a stream it passes on (retries count a
+        break mid-stream, say) without peeling the first chunk off and gluing it back.
+        """
+        return ChunkStream(self.first, rest(self._rest), closes=self)
 
     @property
     def provider(self) -> str:
@@ -51,7 +61,11 @@ class ChunkStream:
         """Stop the work behind the stream and release what it holds."""
         if not self._closed:
             self._closed = True
-            await self._rest.aclose()
+            try:
+                await self._rest.aclose()
+            finally:
+                if self._closes is not None:
+                    await self._closes.aclose()
 
     async def __aenter__(self) -> ChunkStream:
         return self
