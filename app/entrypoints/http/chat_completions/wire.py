@@ -12,10 +12,8 @@ from pydantic import Field, field_validator
 
 from app.domain.errors import InvalidRequest
 from app.domain.models import ChatMessage, ChatRequest
+from app.entrypoints.http.content import CHAT_TEXT_PARTS, text_of_parts
 from app.entrypoints.http.wire import GenerationParams, WireModel
-
-IMAGE_PARTS = ("image_url", "input_image", "image")
-
 
 class WireMessage(WireModel):
     """One entry of `messages`."""
@@ -65,30 +63,11 @@ class ChatCompletionRequest(GenerationParams):
                            **self.domain_params())
 
 
-def _text_of(param: str, parts: list[dict[str, Any]]) -> str:
-    """The text parts of a message joined by newlines; any other part is a 400 naming it."""
-    texts = []
-    for j, part in enumerate(parts):
-        kind = part["type"]
-        if kind == "text":
-            if not isinstance(part.get("text"), str):
-                raise InvalidRequest(f"A `text` content part needs a string `text` ({param}[{j}] has "
-                                     "none).", param=f"{param}[{j}].text")
-            texts.append(part["text"])
-        elif kind in IMAGE_PARTS:
-            raise InvalidRequest(f"Image input is not supported: the models served here cannot see "
-                                 f"images ({param}[{j}] is an image part). Send text only.",
-                                 param=f"{param}[{j}]")
-        else:
-            raise InvalidRequest(f"Content parts of type `{kind}` are not supported; send text parts.",
-                                 param=f"{param}[{j}]")
-    return "\n".join(texts)
-
-
 def _message(index: int, message: WireMessage) -> ChatMessage:
     """A wire message as a domain message: text parts joined, other parts refused."""
     param = f"messages[{index}].content"
-    content = _text_of(param, message.content) if isinstance(message.content, list) else message.content
+    content = (text_of_parts(message.content, param, text_parts=CHAT_TEXT_PARTS)
+               if isinstance(message.content, list) else message.content)
     if content is None:
         if message.role != "assistant":
             raise InvalidRequest(f"Messages with role `{message.role}` need content.", param=param)

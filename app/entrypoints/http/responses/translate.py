@@ -14,13 +14,12 @@ from typing import Any
 
 from app.domain.errors import InvalidRequest
 from app.domain.models import ChatMessage, ChatRequest
+from app.entrypoints.http.content import RESPONSES_TEXT_PARTS, text_of_parts
 from app.entrypoints.http.responses.wire import ResponsesRequest, TextOptions
 
 log = logging.getLogger(__name__)
 
 _MESSAGE_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
-_TEXT_PARTS = ("input_text", "output_text", "text")
-_IMAGE_PARTS = ("input_image", "image_url", "image")
 _TOOL_CHOICE_MODES = ("auto", "none", "required")
 
 
@@ -87,33 +86,14 @@ def _message(item: dict[str, Any], param: str) -> ChatMessage:
     if not isinstance(content, list):
         raise InvalidRequest("A message's content must be a string or a list of parts.",
                              param=f"{param}.content")
-    return ChatMessage(role=role, content=_parts_text(content, f"{param}.content"))  # type: ignore[arg-type]
-
-
-def _parts_text(parts: list[Any], param: str) -> str:
-    """Text parts joined with a newline; images and files refused, naming the part."""
-    texts = []
-    for index, part in enumerate(parts):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "refusal" and isinstance(part.get("refusal"), str):
-            texts.append(part["refusal"])
-        elif kind in _IMAGE_PARTS:
-            raise InvalidRequest(f"Image input is not supported: the models served here cannot see images "
-                                 f"({param}[{index}] is an image part). Send text only.",
-                                 param=f"{param}[{index}]")
-        else:
-            raise InvalidRequest(f"Content parts of type `{kind}` are not supported; send text parts.",
-                                 param=f"{param}[{index}]")
-    return "\n".join(texts)
+    return ChatMessage(role=role, content=text_of_parts(content, f"{param}.content", text_parts=RESPONSES_TEXT_PARTS))  # type: ignore[arg-type]
 
 
 def _output_text(output: Any, param: str) -> str:
     if isinstance(output, str):
         return output
     if isinstance(output, list):
-        return _parts_text(output, f"{param}.output")
+        return text_of_parts(output, f"{param}.output", text_parts=RESPONSES_TEXT_PARTS)
     raise InvalidRequest("A function_call_output's output must be a string or a list of parts.",
                          param=f"{param}.output")
 
