@@ -116,6 +116,22 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, description="Port the server listens on.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
+    # Operations: log format, metrics, traces.
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text`: the app's and uvicorn's usual lines. `json`: one JSON object per "
+                                    "line, and one line per request (id, route, status, provider, model, "
+                                    "latency, upstream latency, tokens, fallback reason).")
+    log_prompts: bool = Field(
+        default=False, description="Put prompt text in the per-request log line. Off: no prompt text is "
+                                   "ever logged.")
+    metrics_require_admin: bool = Field(
+        default=False, description="Serve GET /metrics only with the admin secret (`admin-secret` header "
+                                   "or `Authorization: Bearer`); off: /metrics is open.")
+    otel_exporter_otlp_endpoint: str = Field(
+        default="", description="OpenTelemetry collector base URL (OTLP over HTTP, e.g. "
+                                "http://collector:4318): set, request spans are exported there; empty: "
+                                "no tracing. The other standard OTEL_* variables apply.")
+
     @model_validator(mode="after")
     def _derived_keys_need_a_secret(self) -> Settings:
         secret = self.key_secret.get_secret_value() if self.key_secret else ""

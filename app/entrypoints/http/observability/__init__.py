@@ -1,0 +1,48 @@
+"""Operations at the HTTP edge: per-request observation, `/metrics`, `/readyz`, and the log format.
+
+`create_app()` calls `native_telemetry()` for FastAPI's own OpenTelemetry
+support (request spans, and request count and duration by route, method and
+status) and `install_observability()` for the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
+
+from app.entrypoints.http.observability import metrics_route, readiness
+from app.entrypoints.http.observability.logs import LogFormat, configure_logging
+from app.entrypoints.http.observability.middleware import ObservabilityMiddleware
+from app.entrypoints.http.observability.readiness import LocalWarmup, ServiceKeyHealth
+from app.ports.telemetry import Telemetry
+
+__all__ = ["LocalWarmup", "ServiceKeyHealth", "WIRED_MODULES", "configure_logging", "install_observability",
+           "native_telemetry"]
+
+WIRED_MODULES = [metrics_route, readiness]
+UNOBSERVED_PATHS = frozenset({"/metrics"})  # scrapes would swamp the request metrics
+
+
+def native_telemetry(telemetry: Telemetry | Any) -> TelemetryConfig:
+    """FastAPI's telemetry settings for an adapter exposing OpenTelemetry providers (none: all off).
+
+    Request spans only when the adapter traces; no operation spans (dependency
+    resolution, serialisation) and no OpenTelemetry log records (they would
+    carry request bodies); nothing configured from the environment behind our back.
+    """
+    meter_provider = getattr(telemetry, "meter_provider", None)
+    tracer_provider = getattr(telemetry, "tracer_provider", None)
+    return {"meter_provider": meter_provider, "tracer_provider": tracer_provider,
+            "metrics": meter_provider is not None, "tracing": tracer_provider is not None,
+            "logs": False, "operation_spans": False, "auto_configure": False,
+            "exclude": lambda scope: scope.get("path") in UNOBSERVED_PATHS}
+
+
+def install_observability(app: FastAPI, *, telemetry: Telemetry, log_format: LogFormat, log_prompts: bool) -> None:
+    """Add the request middleware and the `/metrics` and `/readyz` routes to `app`."""
+    app.add_middleware(ObservabilityMiddleware, telemetry=telemetry, json_lines=log_format == "json",
+                       log_prompts=log_prompts)
+    app.include_router(metrics_route.router)
+    app.include_router(readiness.router)
