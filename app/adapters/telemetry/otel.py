@@ -109,12 +109,14 @@ class OtelTelemetry:
         self.instruments.lockouts.add(1)
 
     def watch_circuit(self, circuit: CircuitView) -> None:
-        """Report `circuit`'s state at each collection."""
-        self._circuits.append(circuit)
+        """Report `circuit`'s state at each collection (once, however often it is watched)."""
+        if not any(c is circuit for c in self._circuits):
+            self._circuits.append(circuit)
 
     def watch_local_queue(self, queue: QueueView) -> None:
-        """Report `queue`'s depth and running generations at each collection."""
-        self._queues.append(queue)
+        """Report `queue`'s depth and running generations at each collection (once per queue)."""
+        if not any(q is queue for q in self._queues):
+            self._queues.append(queue)
 
     def start_span(self, name: str, *, kind: SpanKind, attributes: dict[str, str]) -> Span | None:
         """A new span under the current one; None when tracing is off."""

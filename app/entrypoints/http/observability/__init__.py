@@ -15,10 +15,9 @@ from fastapi.telemetry import TelemetryConfig
 from app.entrypoints.http.observability import metrics_route, readiness
 from app.entrypoints.http.observability.logs import LogFormat, configure_logging
 from app.entrypoints.http.observability.middleware import ObservabilityMiddleware
-from app.entrypoints.http.observability.readiness import LocalWarmup, ServiceKeyHealth
 from app.ports.telemetry import Telemetry
 
-__all__ = ["LocalWarmup", "ServiceKeyHealth", "WIRED_MODULES", "configure_logging", "install_observability",
+__all__ = ["WIRED_MODULES", "configure_logging", "install_observability",
            "native_telemetry"]
 
 WIRED_MODULES = [metrics_route, readiness]

@@ -9,8 +9,6 @@ have Render restart a healthy instance.
 # No `from __future__ import annotations` here: dependency-injector reads the
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
 
-import asyncio
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -20,11 +18,9 @@ from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from app.domain.keys import KeyRotationService
+from app.domain.readiness import LocalWarmup
 from app.entrypoints.http.errors import error_body
-from app.ports import KeyStore
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["Operations"])
 
 
@@ -79,69 +75,6 @@ class ModelFiles(Protocol):
     """Where the local model's files are (a path, or a hub id)."""
 
     path: str
-
-
-class _Health:
-    def __init__(self, *, serving: bool, readable: bool, writable: bool, message: str) -> None:
-        self.serving, self.readable, self.writable, self.message = serving, readable, writable, message
-
-
-class ServiceKeyHealth:
-    """Key store health from the outside: read the store, then ask the service for the current key.
-
-    Stands in until the key service answers `health()` itself (branch `keys`);
-    `writable` is inferred (a key in hand after a rotation was due means the
-    write worked), not probed.
-    """
-
-    def __init__(self, *, keys: KeyRotationService, store: KeyStore) -> None:
-        self._keys = keys
-        self._store = store
-
-    def health(self) -> KeyHealth:
-        """Whether a client key can be read, and replaced when due."""
-        try:
-            readable = self._store.load() is not None
-        except Exception:
-            readable = False
-        try:
-            self._keys.current()
-        except Exception as exc:
-            log.warning("key store cannot serve: %s", type(exc).__name__)
-            return _Health(serving=False, readable=readable, writable=False,
-                           message=f"the key store failed ({type(exc).__name__})")
-        return _Health(serving=True, readable=True, writable=True, message="ok")
-
-
-class LocalWarmup:
-    """The LOCAL_PRELOAD load of the local model, followed so readiness can tell loading from failed."""
-
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self, local: Any) -> None:
-        """Start loading `local` (a ModelLoader) in the background."""
-        self._task = asyncio.create_task(local.load())
-        self._task.add_done_callback(self._report)
-
-    def cancel(self) -> None:
-        """Stop a load still running (shutdown)."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-
-    @property
-    def state(self) -> str | None:
-        """None (not preloading), `loading`, `loaded` or `failed`."""
-        if self._task is None:
-            return None
-        if not self._task.done():
-            return "loading"
-        return "failed" if self._task.cancelled() or self._task.exception() else "loaded"
-
-    @staticmethod
-    def _report(task: "asyncio.Task[None]") -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("the local model failed to load: %s", type(task.exception()).__name__)
 
 
 def _files_present(files: ModelFiles | None) -> bool:
