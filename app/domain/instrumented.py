@@ -68,6 +68,8 @@ class InstrumentedProvider:
         finally:
             _waited(facts, perf_counter() - started)
         span.first_chunk()
+        if facts is not None:  # known from the first chunk; the HTTP edge reports time to first token by it
+            facts.provider, facts.model = stream.provider, stream.model
         return _ReportedStream(stream, span, self._follow(stream, span, facts))
 
     async def _follow(self, stream: ChunkStream, span: GenerationSpan,
