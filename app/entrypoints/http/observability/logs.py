@@ -34,8 +34,8 @@ class JsonLineFormatter(logging.Formatter):
         if facts is not None:
             line["request_id"] = facts.request_id
         line.update(getattr(record, "fields", None) or {})
-        if record.exc_info:
-            line["error"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error"] = record.exc_info[0].__name__
             line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)  # ASCII escapes: a lone surrogate cannot break the stream
 
