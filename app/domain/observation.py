@@ -117,6 +117,9 @@ _NO_SPAN = _NoSpan()
 class NoTelemetry:
     """Telemetry that records nothing: the default of every service."""
 
+    def http_request(self, *, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Nothing to record."""
+
     def generation(self, *, provider: str, model: str | None, operation: str, stream: bool) -> GenerationSpan:
         """The shared span that records nothing."""
         return _NO_SPAN

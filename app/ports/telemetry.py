@@ -65,6 +65,10 @@ class CircuitView(Protocol):
 class Telemetry(Protocol):
     """Receives what the gateway does, for metrics and traces."""
 
+    def http_request(self, *, method: str, route: str | None, status: int, seconds: float) -> None:
+        """One HTTP request ended: its route template (None when no route matched), method, status, duration."""
+        ...
+
     def generation(self, *, provider: str, model: str | None, operation: str, stream: bool) -> GenerationSpan:
         """Start a span around one model call (`operation`: `chat` or `text_completion`)."""
         ...

@@ -50,6 +50,9 @@ class FakeTelemetry:
     circuits: list[CircuitView] = field(default_factory=list)
     queues: list[QueueView] = field(default_factory=list)
 
+    def http_request(self, *, method: str, route: str | None, status: int, seconds: float) -> None:
+        self.events[f"http:{method} {route} {status}"] += 1
+
     def generation(self, *, provider: str, model: str | None, operation: str, stream: bool) -> FakeSpan:
         span = FakeSpan(provider, model, operation, stream)
         self.spans.append(span)

@@ -7,9 +7,9 @@ import os
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from app.adapters.telemetry.otel import OtelTelemetry
+from app.adapters.telemetry.adapter import PrometheusOtelTelemetry
 
-__all__ = ["OtelTelemetry", "telemetry_from_environment"]
+__all__ = ["PrometheusOtelTelemetry", "telemetry_from_environment"]
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ def _otlp_exporter(endpoint: str | None) -> SpanExporter | None:
     return OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")  # set in .env only
 
 
-def telemetry_from_environment(*, otlp_endpoint: str | None = None) -> OtelTelemetry:
+def telemetry_from_environment(*, otlp_endpoint: str | None = None) -> PrometheusOtelTelemetry:
     """Metrics always; traces exported with OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces one) is set."""
     exporter = _otlp_exporter(otlp_endpoint or None)
-    telemetry = OtelTelemetry(span_exporter=exporter)
+    telemetry = PrometheusOtelTelemetry(span_exporter=exporter)
     if exporter is not None:
         log.info("tracing on: spans exported with OTLP")
     return telemetry

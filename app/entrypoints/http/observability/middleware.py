@@ -23,6 +23,7 @@ from app.ports.telemetry import Telemetry
 REQUEST_ID_HEADER = "x-request-id"
 OVERHEAD_HEADER = "x-gateway-overhead-ms"
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})  # logged at debug level when they succeed
+UNMEASURED_PATHS = frozenset({"/metrics"})  # scrapes would swamp the request metrics
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 access_log = logging.getLogger("app.access")
@@ -40,7 +41,7 @@ def request_id_of(scope: Scope) -> str:
 
 
 class ObservabilityMiddleware:
-    """Gives each HTTP request its facts and id, and reports what it did when it ends.
+    """Gives each HTTP request its facts and id, and reports what it did when it ends (metrics, access line).
 
     `x-gateway-overhead-ms`, on every response that called a model, is the time
     until the response started minus the time spent waiting for the upstream or
@@ -71,7 +72,12 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_observed)
         finally:
             release_facts(token)
-            self._log(scope, facts, response, perf_counter() - started)
+            elapsed = perf_counter() - started
+            if scope.get("path") not in UNMEASURED_PATHS:
+                route = getattr(scope.get("route"), "path", None)
+                self._telemetry.http_request(method=scope.get("method", ""), route=route,
+                                             status=response["status"], seconds=elapsed)
+            self._log(scope, facts, response, elapsed)
 
     def _response_started(self, message: Message, facts: RequestFacts, response: dict[str, Any],
                           elapsed: float) -> None:

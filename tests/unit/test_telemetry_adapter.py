@@ -1,10 +1,10 @@
-"""The OpenTelemetry adapter: GenAI metric names as Prometheus reads them, spans only when tracing."""
+"""The telemetry adapter: GenAI metric names as Prometheus reads them, OpenTelemetry spans only when tracing."""
 
 from __future__ import annotations
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.adapters.telemetry import OtelTelemetry, telemetry_from_environment
+from app.adapters.telemetry import PrometheusOtelTelemetry, telemetry_from_environment
 from tests.support.metrics import Scrape
 
 
@@ -16,7 +16,7 @@ class Queue:
     waiting, running = 3, 1
 
 
-def scrape(telemetry: OtelTelemetry) -> Scrape:
+def scrape(telemetry: PrometheusOtelTelemetry) -> Scrape:
     body, content_type = telemetry.metrics_text()
     assert content_type.startswith("text/plain")
     return Scrape(body.decode())
@@ -24,7 +24,7 @@ def scrape(telemetry: OtelTelemetry) -> Scrape:
 
 def test_a_model_call_becomes_genai_metrics_and_a_span() -> None:
     spans = InMemorySpanExporter()
-    telemetry = OtelTelemetry(span_exporter=spans, batch=False)
+    telemetry = PrometheusOtelTelemetry(span_exporter=spans, batch=False)
 
     with telemetry.generation(provider="groq", model="llama-3.3-70b-versatile", operation="chat",
                               stream=True) as call:
@@ -36,6 +36,7 @@ def test_a_model_call_becomes_genai_metrics_and_a_span() -> None:
     assert metrics.value("gen_ai_client_token_usage_sum", gen_ai_token_type="input", **common) == 12
     assert metrics.value("gen_ai_client_token_usage_sum", gen_ai_token_type="output", **common) == 5
     assert metrics.value("gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="chat") == 1
+    assert not metrics.has("gen_ai_client_token_usage_created")  # no `_created` series
     assert metrics.value("gen_ai_client_operation_time_to_first_chunk_seconds_count", **common) == 1
     [span] = spans.get_finished_spans()
     assert span.name == "chat llama-3.3-70b-versatile"
@@ -46,7 +47,7 @@ def test_a_model_call_becomes_genai_metrics_and_a_span() -> None:
 
 def test_a_failed_call_carries_its_error_type_on_the_duration_and_the_span() -> None:
     spans = InMemorySpanExporter()
-    telemetry = OtelTelemetry(span_exporter=spans, batch=False)
+    telemetry = PrometheusOtelTelemetry(span_exporter=spans, batch=False)
 
     call = telemetry.generation(provider="groq", model="m", operation="chat", stream=False)
     call.fail(kind="rate_limited")
@@ -59,7 +60,7 @@ def test_a_failed_call_carries_its_error_type_on_the_duration_and_the_span() -> 
 
 
 def test_gateway_events_and_watched_state_are_exported_with_the_gateway_prefix() -> None:
-    telemetry = OtelTelemetry()
+    telemetry = PrometheusOtelTelemetry()
     telemetry.watch_circuit(Breaker())
     telemetry.watch_local_queue(Queue())
 
@@ -73,6 +74,8 @@ def test_gateway_events_and_watched_state_are_exported_with_the_gateway_prefix()
     telemetry.lockout()
     telemetry.local_tokens_per_second(model="local/x", rate=42.0)
     telemetry.time_to_first_token(provider="local", model="local/x", seconds=0.25)
+    telemetry.http_request(method="POST", route="/v1/chat/completions", status=200, seconds=0.5)
+    telemetry.http_request(method="BREW", route=None, status=404, seconds=0.001)
     metrics = scrape(telemetry)
 
     assert metrics.value("gateway_upstream_errors_total", error_type="timeout") == 1
@@ -87,15 +90,19 @@ def test_gateway_events_and_watched_state_are_exported_with_the_gateway_prefix()
     assert metrics.value("gateway_circuit_state") == 2
     assert (metrics.value("gateway_local_queue_depth"), metrics.value("gateway_local_in_flight")) == (3, 1)
     assert metrics.value("process_resident_memory_bytes") > 0
+    requests = "http_server_request_duration_seconds_count"
+    assert metrics.value(requests, http_route="/v1/chat/completions", http_request_method="POST",
+                         http_response_status_code="200") == 1
+    assert metrics.value(requests, http_route="", http_request_method="_OTHER", http_response_status_code="404") == 1
 
 
 def test_two_instances_keep_their_numbers_apart() -> None:
-    first, second = OtelTelemetry(), OtelTelemetry()
+    first, second = PrometheusOtelTelemetry(), PrometheusOtelTelemetry()
 
     first.retry()
 
     assert scrape(first).value("gateway_upstream_retries_total") == 1
-    assert not scrape(second).has("gateway_upstream_retries_total")
+    assert scrape(second).value("gateway_upstream_retries_total") == 0
 
 
 def test_without_an_endpoint_there_is_no_tracing(monkeypatch) -> None:
