@@ -14,11 +14,14 @@ from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local_model import resolve_model_source
 from app.adapters.system_clock import SystemClock
+from app.adapters.telemetry import telemetry_from_environment
 from app.domain.attempts import FailedAttemptLimiter
 from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.failover import ResilientUpstream, RetryPolicy
+from app.domain.instrumented import InstrumentedProvider
 from app.domain.keys import AdminGuard, KeyRotationService
+from app.domain.readiness import LocalWarmup, ServiceKeyHealth
 from app.ports import LLMProvider
 from app.settings import Settings
 
@@ -73,6 +76,7 @@ class Container(containers.DeclarativeContainer):
 
     config = providers.Configuration()
 
+    telemetry = providers.Singleton(telemetry_from_environment, otlp_endpoint=config.otel_exporter_otlp_endpoint)
     clock = providers.Singleton(SystemClock)
     key_store = providers.Selector(
         config.key_store,
@@ -82,11 +86,12 @@ class Container(containers.DeclarativeContainer):
     key_service = providers.Singleton(
         KeyRotationService, store=key_store, clock=clock,
         rotation_days=config.key_rotation_days.as_float(),
-        grace_seconds=config.key_grace_seconds.as_float())
+        grace_seconds=config.key_grace_seconds.as_float(), telemetry=telemetry)
+    key_health = providers.Singleton(ServiceKeyHealth, keys=key_service, store=key_store)
     admin_guard = providers.Singleton(AdminGuard, secret=config.admin_secret)
     attempt_limiter = providers.Singleton(
         FailedAttemptLimiter, clock=clock, max_failures=config.auth_max_failures.as_int(),
-        window_seconds=config.auth_failure_window_seconds.as_float())
+        window_seconds=config.auth_failure_window_seconds.as_float(), telemetry=telemetry)
 
     http_client = providers.Resource(open_http_client, timeout=config.groq_timeout_seconds.as_float())
     groq = providers.Singleton(
@@ -106,7 +111,10 @@ class Container(containers.DeclarativeContainer):
             threads=config.local_threads, max_queue=config.local_max_queue.as_int(),
             context_tokens=config.local_context_tokens.as_int()),
     )
-    upstream = providers.Selector(config.upstream, groq=groq, none=providers.Object(None))
+    local_warmup = providers.Singleton(LocalWarmup)
+    observed_groq = providers.Singleton(InstrumentedProvider, inner=groq, telemetry=telemetry, upstream=True)
+    observed_local = providers.Singleton(InstrumentedProvider, inner=local, telemetry=telemetry)
+    upstream = providers.Selector(config.upstream, groq=observed_groq, none=providers.Object(None))
 
     sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait
     circuit_breaker = providers.Singleton(
@@ -117,7 +125,9 @@ class Container(containers.DeclarativeContainer):
         base_seconds=config.groq_retry_base_seconds.as_float(),
         max_retry_after_seconds=config.groq_max_retry_after_seconds.as_float())
     guarded_upstream = providers.Singleton(
-        guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
+        guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep,
+        telemetry=telemetry)
 
     chat_service = providers.Singleton(
-        ChatService, upstream=guarded_upstream, local=local, fallback_to_local=config.fallback_to_local)
+        ChatService, upstream=guarded_upstream, local=observed_local, fallback_to_local=config.fallback_to_local,
+        telemetry=telemetry)

@@ -5,7 +5,6 @@ Run with `uvicorn app.main:create_app --factory`. Nothing is loaded at import ti
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator
@@ -15,25 +14,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.containers import Container, config_from_settings
-from app.entrypoints.http import auth, routes_admin, routes_health, routes_openai, routes_seed
+from app.entrypoints.http import auth, observability, routes_admin, routes_openai, routes_seed
 from app.entrypoints.http.errors import install_error_handlers
 from app.ports.model_loader import ModelLoader
 from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai, routes_health]
-
-
-def _configure_logging(level: str) -> None:
-    """Send the app's own log lines to stderr beside uvicorn's (once per process)."""
-    logger = logging.getLogger("app")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+WIRED_MODULES = [auth, routes_seed, routes_admin, routes_openai, *observability.WIRED_MODULES]
 
 
 async def _settled(value: Any) -> Any:
@@ -47,7 +35,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     container = container or Container()
     container.config.from_dict(config_from_settings(settings))
     container.wire(modules=WIRED_MODULES)
-    _configure_logging(settings.log_level)
+    observability.configure_logging(settings.log_level, settings.log_format)
+    telemetry = container.telemetry()
+    telemetry.watch_circuit(container.circuit_breaker())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,22 +49,27 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         if not settings.groq_api_key:
             log.info("GROQ_API_KEY is not set: every request is served by the local model")
         local: ModelLoader = await _settled(container.local())
-        preload = asyncio.create_task(local.load()) if settings.local_preload else None
+        queue = getattr(local, "admission", None)  # the runners' admission queue (test fakes have none)
+        if queue is not None:
+            telemetry.watch_local_queue(queue)
+        warmup = container.local_warmup()
+        if settings.local_preload:
+            warmup.start(local)
         try:
             yield
         finally:
-            if preload is not None and not preload.done():
-                preload.cancel()
+            warmup.cancel()
             local.close()
             await _settled(container.shutdown_resources())
 
     app = FastAPI(title="AI API server", version="0.1.0",
                   description="OpenAI-compatible chat gateway: Groq upstream, local CPU model fallback.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, telemetry=observability.native_telemetry(telemetry))
     app.state.container = container
     install_error_handlers(app)
+    observability.install_observability(app, telemetry=telemetry, log_format=settings.log_format,
+                                        log_prompts=settings.log_prompts)
     app.include_router(routes_seed.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_openai.router)
-    app.include_router(routes_health.router)
     return app

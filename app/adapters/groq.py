@@ -103,7 +103,7 @@ class GroqProvider:
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout("Groq did not answer in time") from exc
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"cannot reach Groq ({type(exc).__name__})") from exc
+            raise UpstreamUnavailable(f"cannot reach Groq ({type(exc).__name__})", kind="connection") from exc
         if response.status_code != 200:
             raise self._error(response.status_code, response.headers, response.content)
         try:
@@ -119,7 +119,7 @@ class GroqProvider:
                 tool_calls=tuple(message["tool_calls"]) if message.get("tool_calls") else None,
             )
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise UpstreamUnavailable("Groq returned a malformed response") from exc
+            raise UpstreamUnavailable("Groq returned a malformed response", kind="malformed") from exc
 
     async def _stream_with(self, model: str, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         payload = self._payload(model, request, stream=True)
@@ -133,7 +133,8 @@ class GroqProvider:
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout("Groq did not answer in time") from exc
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"connection to Groq failed ({type(exc).__name__})") from exc
+            raise UpstreamUnavailable(f"connection to Groq failed ({type(exc).__name__})",
+                                      kind="connection") from exc
 
     async def _parse_events(self, response: httpx.Response, model: str) -> AsyncGenerator[Chunk, None]:
         event = "message"
@@ -152,13 +153,13 @@ class GroqProvider:
             try:
                 body = json.loads(data)
             except ValueError as exc:
-                raise UpstreamUnavailable("Groq sent a malformed stream event") from exc
+                raise UpstreamUnavailable("Groq sent a malformed stream event", kind="malformed") from exc
             if event == "error" or "error" in body:
                 raise self._error(500, httpx.Headers(), json.dumps(body).encode())
             chunk = self._chunk(body, model)
             if chunk is not None:
                 yield chunk
-        raise UpstreamUnavailable("Groq's stream ended before [DONE]")
+        raise UpstreamUnavailable("Groq's stream ended before [DONE]", kind="connection")
 
     def _chunk(self, body: dict[str, Any], model: str) -> Chunk | None:
         choices = body.get("choices") or []
@@ -226,7 +227,8 @@ class GroqProvider:
             except ValueError:
                 pass
             detail = message if error else f"HTTP {status}" + ("" if body else ", empty body")
-            return UpstreamUnavailable(f"Groq is unavailable: {detail}", retry_after=retry_after)
+            kind = "rate_limited" if status in (429, 498) else "timeout" if status == 408 else "server_error"
+            return UpstreamUnavailable(f"Groq is unavailable: {detail}", retry_after=retry_after, kind=kind)
         if status == 404:
             return ModelRetired(message)
         param = error.get("param")

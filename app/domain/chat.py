@@ -8,8 +8,10 @@ from typing import Literal
 
 from app.domain.errors import UpstreamUnavailable
 from app.domain.models import ChatRequest, Completion
+from app.domain.observation import NO_TELEMETRY, note_fallback
 from app.domain.streams import ChunkStream
 from app.ports import LLMProvider
+from app.ports.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,9 @@ class ChatService:
     """
 
     def __init__(self, *, upstream: LLMProvider | None, local: LLMProvider,
-                 fallback_to_local: bool = True) -> None:
+                 fallback_to_local: bool = True, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._upstream = upstream
+        self._telemetry = telemetry
         self._local = local
         self._fallback = fallback_to_local
 
@@ -52,6 +55,7 @@ class ChatService:
             if not self._may_fall_back(request):
                 raise
             log.warning("upstream unavailable (%s); answering with the local model", exc.message)
+            note_fallback(self._telemetry, exc)
             return await self._local.complete(self._for_local(request))
 
     async def open_stream(self, request: ChatRequest, *, route: Route = "auto") -> ChunkStream:
@@ -65,6 +69,7 @@ class ChatService:
             if not self._may_fall_back(request):
                 raise
             log.warning("upstream unavailable (%s); streaming from the local model", exc.message)
+            note_fallback(self._telemetry, exc)
             return await self._local.open_stream(self._for_local(request))
 
     def _choose(self, request: ChatRequest, route: Route) -> tuple[LLMProvider | None, ChatRequest]:

@@ -11,7 +11,9 @@ from datetime import timedelta
 
 from app.domain.errors import AdminDisabled, InvalidAdminSecret, InvalidApiKey
 from app.domain.models import ApiKey, KeyState
+from app.domain.observation import NO_TELEMETRY
 from app.ports import Clock, KeyStore
+from app.ports.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,9 @@ class KeyRotationService:
     """
 
     def __init__(self, *, store: KeyStore, clock: Clock, rotation_days: float,
-                 grace_seconds: float = 0) -> None:
+                 grace_seconds: float = 0, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._store = store
+        self._telemetry = telemetry
         self._clock = clock
         self._lifetime = timedelta(days=rotation_days)
         self._grace = timedelta(seconds=grace_seconds)
@@ -84,6 +87,8 @@ class KeyRotationService:
         state = self._store.load()
         new = self._store.replace(expected=state, new=self._mint())
         log.info("client key rotated on request; new key expires %s", new.current.expires_at)
+        self._telemetry.key_rotated()
+        self._telemetry.key_expiry(unix_time=new.current.expires_at.timestamp())
         return new.current
 
     def authenticate(self, presented: str | None) -> None:
@@ -92,6 +97,7 @@ class KeyRotationService:
             raise InvalidApiKey("Missing API key. Send it as 'Authorization: Bearer <key>' "
                                 "or in the 'x-api-key' header.")
         if not looks_like_key(presented):
+            self._telemetry.key_rejected()
             raise InvalidApiKey("Invalid API key.")
         state = self._state()
         if same_secret(presented, state.current.value):
@@ -100,6 +106,7 @@ class KeyRotationService:
         if previous is not None and self._in_grace(previous, state.current) \
                 and same_secret(presented, previous.value):
             return
+        self._telemetry.key_rejected()
         raise InvalidApiKey("Invalid or expired API key. Keys rotate every "
                             f"{self._lifetime.days} days; ask the administrator for the current one.")
 
@@ -108,6 +115,8 @@ class KeyRotationService:
         if state is None or state.current.is_expired(self._clock.now()):
             state = self._store.replace(expected=state, new=self._mint())
             log.info("client key rotated; new key expires %s", state.current.expires_at)
+            self._telemetry.key_rotated()
+        self._telemetry.key_expiry(unix_time=state.current.expires_at.timestamp())
         return state
 
     def _mint(self) -> ApiKey:
