@@ -16,14 +16,17 @@ from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local.provider import LocalProvider
 from app.adapters.local.source import resolve_model_source
 from app.adapters.system_clock import SystemClock
+from app.adapters.telemetry import telemetry_from_environment
 from app.domain.attempts import ClientAddressPolicy, FailedAttemptLimiter
 from app.domain.chat import ChatService
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.failover import ResilientUpstream, RetryPolicy
+from app.domain.instrumented import InstrumentedProvider
 from app.domain.keys import AdminGuard, KeyRotationService
 from app.domain.model_catalog import ModelCatalog
 from app.domain.model_routing import CatalogUpstream
 from app.domain.rate_limits import RateLimitGate
+from app.domain.readiness import LocalWarmup
 from app.domain.response_store import ResponseStore
 from app.ports import LLMProvider
 from app.settings import Settings
@@ -84,6 +87,8 @@ def upstream_choice(groq_api_key: SecretStr | None) -> str:
 
 def catalog_of(upstream: LLMProvider | None) -> ModelCatalog | None:
     """The live-model catalog behind the upstream, when it routes by one (tests may swap the upstream)."""
+    if isinstance(upstream, InstrumentedProvider):
+        upstream = upstream.inner
     return upstream.catalog if isinstance(upstream, CatalogUpstream) else None
 
 
@@ -108,6 +113,8 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
 
+    telemetry = providers.Singleton(telemetry_from_environment,
+                                    otlp_endpoint=settings.provided.otel_exporter_otlp_endpoint)
     clock = providers.Singleton(SystemClock)
     key_store = providers.Selector(
         settings.provided.key_store,
@@ -116,11 +123,11 @@ class Container(containers.DeclarativeContainer):
                                     clock=clock, rotation_days=settings.provided.key_rotation_days))
     key_service = providers.Singleton(
         KeyRotationService, store=key_store, clock=clock, rotation_days=settings.provided.key_rotation_days,
-        grace_seconds=settings.provided.key_grace_seconds)
+        grace_seconds=settings.provided.key_grace_seconds, telemetry=telemetry)
     admin_guard = providers.Singleton(AdminGuard, secret=providers.Callable(reveal, settings.provided.admin_secret))
     attempt_limiter = providers.Singleton(
         FailedAttemptLimiter, clock=clock, max_failures=settings.provided.auth_max_failures,
-        window_seconds=settings.provided.auth_failure_window_seconds)
+        window_seconds=settings.provided.auth_failure_window_seconds, telemetry=telemetry)
     client_addresses = providers.Singleton(
         ClientAddressPolicy, trust_proxy_headers=settings.provided.trust_proxy_headers,
         trusted_hops=settings.provided.trusted_proxy_hops)
@@ -167,8 +174,12 @@ class Container(containers.DeclarativeContainer):
                 model=settings.provided.local_server_model,
                 timeout_seconds=settings.provided.local_server_timeout_seconds)),
     )
+    local_warmup = providers.Singleton(LocalWarmup)
+    # Every model call reported (span, tokens, errors by kind, time waited for the model).
+    observed_groq = providers.Singleton(InstrumentedProvider, inner=groq, telemetry=telemetry, upstream=True)
+    observed_local = providers.Singleton(InstrumentedProvider, inner=local, telemetry=telemetry)
     upstream = providers.Selector(providers.Callable(upstream_choice, settings.provided.groq_api_key),
-                                  groq=groq, none=providers.Object(None))
+                                  groq=observed_groq, none=providers.Object(None))
 
     sleep = providers.Object(asyncio.sleep)  # tests swap in one that does not wait
     circuit_breaker = providers.Singleton(
@@ -180,14 +191,15 @@ class Container(containers.DeclarativeContainer):
         max_retry_after_seconds=settings.provided.groq_max_retry_after_seconds,
         deadline_seconds=settings.provided.groq_request_deadline_seconds)
     guarded_upstream = providers.Singleton(
-        guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep)
+        guard_upstream, upstream=upstream, breaker=circuit_breaker, policy=retry_policy, sleep=sleep,
+        telemetry=telemetry)
 
     upstream_catalog = providers.Singleton(catalog_of, upstream)
     models_refresh = providers.Resource(keep_models_fresh, catalog=upstream_catalog)
 
     chat_service = providers.Singleton(
-        ChatService, upstream=guarded_upstream, local=local,
-        fallback_to_local=settings.provided.fallback_to_local, catalog=upstream_catalog)
+        ChatService, upstream=guarded_upstream, local=observed_local,
+        fallback_to_local=settings.provided.fallback_to_local, catalog=upstream_catalog, telemetry=telemetry)
     response_store = providers.Singleton(
         ResponseStore, clock=clock, max_stored=settings.provided.responses_max_stored,
         ttl_seconds=settings.provided.responses_ttl_seconds)

@@ -5,7 +5,6 @@ Run with `uvicorn app.main:create_app --factory`. Nothing is loaded at import ti
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from fastapi import FastAPI
 from app.containers import Container
 from app.domain.errors import KeyStoreUnavailable
 from app.domain.keys import KeyRotationService
-from app.entrypoints.http import auth
+from app.entrypoints.http import auth, observability
 from app.entrypoints.http.client_key import ClientKeyMiddleware
 from app.entrypoints.http.errors import install_error_handlers
 from app.entrypoints.http.limits import install_limits
@@ -27,18 +26,7 @@ from app.settings import Settings
 
 log = logging.getLogger("app")
 
-WIRED_MODULES = [auth, *ROUTER_MODULES]
-
-
-def _configure_logging(level: str) -> None:
-    """Send the app's own log lines to stderr beside uvicorn's (once per process)."""
-    logger = logging.getLogger("app")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+WIRED_MODULES = [auth, *ROUTER_MODULES, *observability.WIRED_MODULES]
 
 
 async def _settled(value: Any) -> Any:
@@ -66,7 +54,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     container = container or Container()
     container.settings.override(settings)
     container.wire(modules=WIRED_MODULES)
-    _configure_logging(settings.log_level)
+    observability.configure_logging(settings.log_level, settings.log_format)
+    telemetry = container.telemetry()
+    telemetry.watch_circuit(container.circuit_breaker())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,21 +65,28 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         if not settings.groq_api_key:
             log.info("GROQ_API_KEY is not set: every request is served by the local model")
         local: ModelLoader = await _settled(container.local())
-        preload = asyncio.create_task(local.load()) if settings.local_preload else None
+        queue = getattr(local, "admission", None)  # the runners' admission queue (test fakes have none)
+        if queue is not None:
+            telemetry.watch_local_queue(queue)
+        warmup = container.local_warmup()
+        if settings.local_preload:
+            warmup.start(local)
         try:
             yield
         finally:
-            if preload is not None and not preload.done():
-                preload.cancel()
+            warmup.cancel()
             local.close()
             await _settled(container.shutdown_resources())
 
     app = FastAPI(title="AI API server", version="0.1.0",
                   description="OpenAI-compatible chat gateway: Groq upstream, local CPU model fallback.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, telemetry=observability.native_telemetry(telemetry))
     app.state.container = container
     install_error_handlers(app)
     app.add_middleware(ClientKeyMiddleware)  # the key before the body is read at all
-    install_limits(app, settings)  # outermost: a body over the limit is refused before anything else
+    install_limits(app, settings)  # a body over the limit is refused before anything else is done
+    # Outside both: a 413 or a 401 is counted and logged too, with its request id.
+    observability.install_observability(app, telemetry=telemetry, log_format=settings.log_format,
+                                        log_prompts=settings.log_prompts)
     include_routers(app)
     return app

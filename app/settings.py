@@ -211,6 +211,25 @@ class ServerSettings(_EnvSettings):
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
 
+class ObservabilitySettings(_EnvSettings):
+    """What operators see: the log format, /metrics, and trace export (issue 13)."""
+
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text`: the app's and uvicorn's usual lines. `json`: one JSON object per "
+                                    "line, and one line per request (id, route, status, provider, model, "
+                                    "latency, upstream latency, tokens, fallback reason).")
+    log_prompts: bool = Field(
+        default=False, description="Put prompt text in the per-request log line. Off: no prompt text is "
+                                   "ever logged.")
+    metrics_require_admin: bool = Field(
+        default=False, description="Serve GET /metrics only with the admin secret (`admin-secret` header "
+                                   "or `Authorization: Bearer`); off: /metrics is open.")
+    otel_exporter_otlp_endpoint: str = Field(
+        default="", description="OpenTelemetry collector base URL (OTLP over HTTP, e.g. "
+                                "http://collector:4318): set, request spans are exported there; empty: "
+                                "no tracing. The other standard OTEL_* variables apply.")
+
+
 class LimitSettings(_EnvSettings):
     """What one client may ask of the server before any work is done for it."""
 
@@ -244,5 +263,6 @@ class ResponsesSettings(_EnvSettings):
         default=3600, gt=0, description="How long a stored response can be read or followed up (seconds).")
 
 
-class Settings(GroqSettings, KeySettings, LocalSettings, LimitSettings, ResponsesSettings, ServerSettings):
+class Settings(GroqSettings, KeySettings, LocalSettings, LimitSettings, ResponsesSettings, ObservabilitySettings,
+               ServerSettings):
     """Every option of the server; README's table lists the same variables."""

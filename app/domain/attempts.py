@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.domain.errors import TooManyAttempts
+from app.domain.observation import NO_TELEMETRY
 from app.ports import Clock
+from app.ports.telemetry import Telemetry
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ class FailedAttemptLimiter:
     """
 
     def __init__(self, *, clock: Clock, max_failures: int, window_seconds: float,
-                 max_clients: int = 10_000) -> None:
+                 max_clients: int = 10_000, telemetry: Telemetry = NO_TELEMETRY) -> None:
         if max_failures < 1 or window_seconds <= 0 or max_clients < 1:
             raise ValueError("max_failures, window_seconds and max_clients must be positive")
         self._clock = clock
@@ -64,6 +66,7 @@ class FailedAttemptLimiter:
         self._max_clients = max_clients
         self._records: OrderedDict[str, _Record] = OrderedDict()
         self._lock = threading.Lock()
+        self._telemetry = telemetry
 
     def check(self, client: str) -> None:
         """Raise TooManyAttempts while `client` is locked out."""
@@ -74,6 +77,7 @@ class FailedAttemptLimiter:
                 return
             if now < record.locked_until:
                 retry_after = (record.locked_until - now).total_seconds()
+                self._telemetry.lockout()
                 raise TooManyAttempts("Too many failed authentication attempts from this address; "
                                       f"retry in {max(1, round(retry_after))} seconds.",
                                       retry_after=retry_after)

@@ -9,8 +9,10 @@ from typing import Literal
 from app.domain.errors import UpstreamUnavailable
 from app.domain.model_catalog import ModelCatalog
 from app.domain.models import ChatRequest, Completion
+from app.domain.observation import NO_TELEMETRY, note_fallback
 from app.domain.streams import ChunkStream
 from app.ports import LLMProvider
+from app.ports.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,10 @@ class ChatService:
     """
 
     def __init__(self, *, upstream: LLMProvider | None, local: LLMProvider,
-                 fallback_to_local: bool = True, catalog: ModelCatalog | None = None) -> None:
+                 fallback_to_local: bool = True, catalog: ModelCatalog | None = None,
+                 telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._upstream = upstream
+        self._telemetry = telemetry
         self._local = local
         self._fallback = fallback_to_local
         self._catalog = catalog
@@ -61,6 +65,7 @@ class ChatService:
             if not self._may_fall_back(request):
                 raise
             log.warning("upstream unavailable (%s); answering with the local model", exc.message)
+            note_fallback(self._telemetry, exc)
             return await self._local.complete(self._for_local(request))
 
     async def open_stream(self, request: ChatRequest, *, route: Route = "auto") -> ChunkStream:
@@ -74,6 +79,7 @@ class ChatService:
             if not self._may_fall_back(request):
                 raise
             log.warning("upstream unavailable (%s); streaming from the local model", exc.message)
+            note_fallback(self._telemetry, exc)
             return await self._local.open_stream(self._for_local(request))
 
     def _choose(self, request: ChatRequest, route: Route) -> tuple[LLMProvider | None, ChatRequest]:

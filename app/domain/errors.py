@@ -73,9 +73,11 @@ class UpstreamError(DomainError):
 class UpstreamUnavailable(UpstreamError):
     """The upstream could not answer now (network, timeout, 5xx, 429); try elsewhere."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, kind: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        if kind is not None:
+            self.kind = kind  # for metrics: rate_limited, server_error, connection, malformed ...
 
 
 class UpstreamTimeout(UpstreamUnavailable):

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from app.domain.circuit_breaker import CircuitBreaker
 from app.domain.errors import DomainError, ModelRetired, RateLimited, UpstreamTimeout, UpstreamUnavailable
 from app.domain.models import ChatRequest, Chunk, Completion
+from app.domain.observation import NO_TELEMETRY
 from app.domain.streams import ChunkStream
 from app.ports import LLMProvider
+from app.ports.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class RetryPolicy:
 class CircuitOpen(UpstreamUnavailable):
     """The circuit breaker refuses upstream calls for now."""
 
+    kind = "circuit_open"
+
 
 class ResilientUpstream:
     """An LLMProvider that retries its upstream and skips it while the circuit is open.
@@ -61,8 +65,10 @@ class ResilientUpstream:
     """
 
     def __init__(self, *, upstream: LLMProvider, breaker: CircuitBreaker, policy: RetryPolicy,
-                 sleep: Sleep = asyncio.sleep, jitter: Callable[[], float] = random.random) -> None:
+                 sleep: Sleep = asyncio.sleep, jitter: Callable[[], float] = random.random,
+                 telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._upstream = upstream
+        self._telemetry = telemetry
         self._breaker = breaker
         self._policy = policy
         self._sleep = sleep
@@ -141,6 +147,7 @@ class ResilientUpstream:
         if delay is None or (ends_at is not None and asyncio.get_running_loop().time() + delay >= ends_at):
             return False
         log.info("upstream unavailable (%s); retry %d in %.2f s", exc.message, attempt + 1, delay)
+        self._telemetry.retry()
         await self._sleep(delay)
         return True
 

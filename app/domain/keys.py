@@ -15,7 +15,9 @@ from datetime import timedelta
 
 from app.domain.errors import AdminDisabled, InvalidAdminSecret, InvalidApiKey, KeyStoreUnavailable
 from app.domain.models import ApiKey, KeyState, KeyStoreHealth
+from app.domain.observation import NO_TELEMETRY
 from app.ports import Clock, KeyStore
+from app.ports.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,9 @@ class KeyRotationService:
     """
 
     def __init__(self, *, store: KeyStore, clock: Clock, rotation_days: float,
-                 grace_seconds: float = 0) -> None:
+                 grace_seconds: float = 0, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._store = store
+        self._telemetry = telemetry
         self._clock = clock
         self._lifetime = timedelta(days=rotation_days)
         self._grace = timedelta(seconds=grace_seconds)
@@ -110,6 +113,8 @@ class KeyRotationService:
             new = self._guarded(lambda: self._store.replace(expected=self._store.load(), new=self._mint()))
             self._cached = (_UNSEEN, new)
         log.info("client key rotated on request; new key expires %s", new.current.expires_at)
+        self._telemetry.key_rotated()
+        self._telemetry.key_expiry(unix_time=new.current.expires_at.timestamp())
         return new.current
 
     def authenticate(self, presented: str | None) -> None:
@@ -152,6 +157,7 @@ class KeyRotationService:
             raise InvalidApiKey("Missing API key. Send it as 'Authorization: Bearer <key>' "
                                 "or in the 'x-api-key' header.")
         if not looks_like_key(presented):
+            self._telemetry.key_rejected()
             raise InvalidApiKey("Invalid API key.")
 
     def _match(self, presented: str, state: KeyState) -> None:
@@ -161,6 +167,7 @@ class KeyRotationService:
         if previous is not None and self._in_grace(previous, state.current) \
                 and same_secret(presented, previous.value):
             return
+        self._telemetry.key_rejected()
         raise InvalidApiKey("Invalid or expired API key. Keys rotate every "
                             f"{describe_period(self._lifetime)}; ask the administrator for the current one.")
 
@@ -195,6 +202,8 @@ class KeyRotationService:
             state = self._store.replace(expected=state, new=self._mint())
             version = _UNSEEN  # our own write, or a rival's: its version is read with it next time
             log.info("client key rotated; new key expires %s", state.current.expires_at)
+            self._telemetry.key_rotated()
+        self._telemetry.key_expiry(unix_time=state.current.expires_at.timestamp())
         self._cached = (version, state)
         return state
 

@@ -157,7 +157,7 @@ def test_preload_at_start_then_readyz_and_local_chat_answer(local_cache_dir: Pat
         key = client.app.state.container.key_service().current().value  # type: ignore[attr-defined]
         answer = client.post("/local-chat", json={"prompt": "Say hello."}, headers={"x-api-key": key})
 
-    assert ready.status_code == 200 and ready.json()["local_model"] == "loaded"
+    assert ready.status_code == 200 and ready.json()["local"]["state"] == "loaded"
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-provider"] == "local"
     assert answer.json()["choices"][0]["message"]["content"]

@@ -58,7 +58,7 @@ def test_readyz_is_503_until_the_preloaded_model_is_loaded(tmp_path: Path) -> No
     assert loading.status_code == 503
     assert loading.headers["Retry-After"]
     assert loading.json()["error"]["code"] == "model_loading"
-    assert ready.status_code == 200 and ready.json()["local_model"] == "loaded"
+    assert ready.status_code == 200 and ready.json()["local"]["state"] == "loaded"
     assert loader.loads == 1
 
 
@@ -68,4 +68,5 @@ def test_readyz_is_200_at_once_when_the_model_loads_on_first_use(tmp_path: Path)
         response = client.get("/readyz")
 
     assert response.status_code == 200
+    assert response.json()["local"]["state"] == "on_first_use"
     assert loader.loads == 0

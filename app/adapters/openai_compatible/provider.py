@@ -118,7 +118,8 @@ class OpenAICompatibleProvider:
             raise UpstreamTimeout(f"{self._endpoint.label} did not answer in time ({type(exc).__name__})") \
                 from None
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"cannot reach {self._endpoint.label} ({type(exc).__name__})") from None
+            raise UpstreamUnavailable(f"cannot reach {self._endpoint.label} ({type(exc).__name__})",
+                                      kind="connection") from None
         if response.status_code != 200:
             raise self._errors(response.status_code, response.headers, body)
         return completion_from_wire(body, sent_model=model, provider=self.name,
@@ -146,8 +147,8 @@ class OpenAICompatibleProvider:
                                                headers=self._headers()) as response:
                     body = await self._read(response)
         except (TimeoutError, httpx.HTTPError) as exc:
-            raise UpstreamUnavailable(f"cannot list {self._endpoint.label}'s models ({type(exc).__name__})") \
-                from None
+            raise UpstreamUnavailable(f"cannot list {self._endpoint.label}'s models ({type(exc).__name__})",
+                                      kind="connection") from None
         if response.status_code != 200:
             raise self._errors(response.status_code, response.headers, body)
         data = parse_json(body, "the model list").get("data")
@@ -186,7 +187,8 @@ class OpenAICompatibleProvider:
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{label} did not answer in time ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"the connection to {label} failed ({type(exc).__name__})") from None
+            raise UpstreamUnavailable(f"the connection to {label} failed ({type(exc).__name__})",
+                                      kind="connection") from None
 
     def _model_for(self, request: ChatRequest) -> str | None:
         model, prefix = request.model, self._endpoint.model_prefix
@@ -264,10 +266,10 @@ class StreamEnding:
         """The chunks held back, when the stream ended the way a complete answer ends; raises otherwise."""
         if not self.done:
             raise UpstreamUnavailable(f"{self._label}'s stream ended before [DONE]: "
-                                      "the answer may be cut short")
+                                      "the answer may be cut short", kind="connection")
         if not self._held:
             raise UpstreamUnavailable(f"{self._label}'s stream ended without a finish_reason: "
-                                      "the answer may be cut short")
+                                      "the answer may be cut short", kind="connection")
         return self._held
 
 

@@ -58,7 +58,8 @@ class SseReader:
                 rest, self._buffer = bytes(self._buffer), bytearray()
                 return parse_event(rest.decode("utf-8", "replace")) if rest.strip() else None
             if len(self._buffer) > self._max:
-                raise UpstreamUnavailable(f"{self._label} sent a stream event over {self._max} bytes")
+                raise UpstreamUnavailable(f"{self._label} sent a stream event over {self._max} bytes",
+                                          kind="malformed")
             try:
                 data = await anext(self._chunks)
             except StopAsyncIteration:

@@ -22,6 +22,8 @@ _FINISH_REASONS: set[str] = {"stop", "length", "tool_calls", "function_call"}
 class Malformed(UpstreamUnavailable):
     """The upstream answered with a shape the OpenAI format does not allow."""
 
+    kind = "malformed"  # for metrics
+
 
 def clean(value: Any) -> Any:
     """`value` with every string's lone surrogates replaced by U+FFFD, recursively."""

@@ -1,17 +1,19 @@
-"""`/healthz`: 200 while the process is up; `/readyz`: 503 until a preloaded local model is loaded."""
+"""`/healthz`: 200 while the process is up; `/readyz`: what can be served now, 503 when requests cannot be."""
 # No `from __future__ import annotations` here: dependency-injector reads the
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
 
 from typing import Annotated
 
-from dependency_injector.wiring import Provide, inject, provided
+from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
 
 from app.domain.keys import KeyRotationService
-from app.entrypoints.http.errors import ERROR_RESPONSES, error_bytes
-from app.entrypoints.http.health.wire import Health, Readiness
+from app.domain.readiness import LocalWarmup
+from app.entrypoints.http.errors import ERROR_RESPONSES, error_body
+from app.entrypoints.http.health.readiness import CircuitState, LocalTier, ModelFiles, UpstreamRoute, local_state, report
+from app.entrypoints.http.health.wire import Health
 from app.entrypoints.http.wire import model_response
-from app.ports.model_loader import ModelLoader
 
 router = APIRouter(tags=["health"])
 
@@ -24,27 +26,25 @@ async def healthz() -> Response:
     return model_response(HEALTHY)
 
 
-@router.get("/readyz", response_model=Readiness, responses=ERROR_RESPONSES, summary="Readiness")
+@router.get("/readyz", response_model=None, responses=ERROR_RESPONSES,
+            summary="Readiness: key store, Groq route, local tier")
 @inject
 async def readyz(
-    local: Annotated[ModelLoader, Depends(Provide["local"])],
-    preload: Annotated[bool, Depends(Provide["settings", provided().local_preload])],
     keys: Annotated[KeyRotationService, Depends(Provide["key_service"])],
-) -> Response:
-    """200 once the server can answer without waiting for a model load.
+    upstream: Annotated[UpstreamRoute | None, Depends(Provide["guarded_upstream"])],
+    breaker: Annotated[CircuitState, Depends(Provide["circuit_breaker"])],
+    local: Annotated[LocalTier, Depends(Provide["local"])],
+    warmup: Annotated[LocalWarmup, Depends(Provide["local_warmup"])],
+    files: Annotated[ModelFiles | None, Depends(Provide["local_source"])],
+) -> JSONResponse:
+    """200 when requests are served now; 503 with an error envelope naming the cause when not.
 
     With LOCAL_PRELOAD the local model loads at start and this answers 503
     until it is in memory; without it the model loads on first use, so the
     server is ready at once.
     """
-    key_store = await keys.health_async()
-    if not key_store.serving:
-        return Response(error_bytes(f"Client keys cannot be served: {key_store.message}.", type_="api_error",
-                                    code="key_store_unavailable"),
-                        status_code=503, headers={"Retry-After": "30"}, media_type="application/json")
-    if local.is_loaded:
-        return model_response(Readiness(local_model="loaded"))
-    if not preload:
-        return model_response(Readiness(local_model="loads on first use"))
-    return Response(error_bytes("The local model is still loading.", type_="api_error", code="model_loading"),
-                    status_code=503, headers={"Retry-After": "5"}, media_type="application/json")
+    body, problem = report(await keys.health_async(), upstream, breaker, local_state(local, warmup, files))
+    if problem is None:
+        return JSONResponse(body)
+    return JSONResponse({**body, **error_body(problem.message, type_="api_error", code=problem.code)},
+                        status_code=503, headers={"Retry-After": str(problem.retry_after)})

@@ -12,9 +12,3 @@ class Health(BaseModel):
 
     status: Literal["ok"] = "ok"
 
-
-class Readiness(BaseModel):
-    """The server answers without waiting for a model load."""
-
-    status: Literal["ready"] = "ready"
-    local_model: Literal["loaded", "loads on first use"]
