@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from dependency_injector import containers, providers
+from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint, local_server_endpoint
@@ -56,9 +57,12 @@ async def open_http_client(*, timeout: float | None = None) -> AsyncIterator[htt
 
     No per-read timeout by default: the adapter puts whole-attempt deadlines
     around every call, and a per-read timeout would only cut long streams short.
+    The httpx API over aiohttp's connection pool: httpcore's pool spent about half of the
+    gateway's own CPU time per proxied request (bench/gateway_overhead.py, issue 14).
     """
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
-                                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)) as client:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), limits=limits,
+                                 transport=AiohttpTransport(limits=limits)) as client:
         yield client
 
 
