@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test test-fast lint bench clean
+.PHONY: install serve test test-fast lint bench bench-gateway clean
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -45,6 +45,15 @@ test-fast: install lint
 
 bench: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python bench/local_decode.py
+
+# What the gateway adds over direct calls to a canned upstream on loopback (issue 14); needs `wrk`.
+# LITELLM=1 first tries (5 minutes at most) to put LiteLLM's proxy into a bench-only venv to compare.
+bench-gateway: install
+	@command -v wrk >/dev/null || { echo "need wrk (Debian: apt-get install -y wrk)"; exit 1; }
+	@if [ -n "$(LITELLM)" ] && [ ! -x /tmp/litellm-venv/bin/litellm ]; then \
+		$(PYTHON) -m venv /tmp/litellm-venv && \
+		timeout 300 /tmp/litellm-venv/bin/pip install --quiet 'litellm[proxy]' || echo "litellm: not installed"; fi
+	$(BIN)/python bench/gateway_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,16 +1,44 @@
-"""What routes are given, by type: the services the container provides, and the request limits."""
-# No `from __future__ import annotations` here: dependency-injector reads the
-# Annotated[..., Depends(Provide[...])] markers from the live signatures that use these.
+"""What routes are given, by type: the services the container provides, and the request limits.
 
-from typing import Annotated
+Each is an `async def` reading the app's container directly. A sync dependency, and
+dependency-injector's `Provide[...]` marker used as one (its `__call__` is sync), would make
+FastAPI hop to a worker thread and back on every request: on the hot routes that hop cost more
+than the rest of the dependency machinery (bench/gateway_overhead.py, issue 14). Overrides of
+the container's providers still apply: the providers are called on each request.
+"""
+# No `from __future__ import annotations` here: FastAPI reads the Annotated markers from the
+# live signatures that use these.
 
-from dependency_injector.wiring import Provide
-from fastapi import Depends
+from inspect import isawaitable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
 
 from app.domain.chat import ChatService
 from app.domain.keys import KeyRotationService
-from app.entrypoints.http.limits import RequestLimits, request_limits
+from app.entrypoints.http.limits import RequestLimits
 
-ChatServiceDep = Annotated[ChatService, Depends(Provide["chat_service"])]
-KeyServiceDep = Annotated[KeyRotationService, Depends(Provide["key_service"])]
+
+async def _settled(value: Any) -> Any:
+    # A provider that depends on an async resource hands out a future (resolved after the first time).
+    return await value if isawaitable(value) else value
+
+
+async def chat_service(request: Request) -> ChatService:
+    """The container's chat service."""
+    return await _settled(request.app.state.container.chat_service())  # type: ignore[no-any-return]
+
+
+async def key_service(request: Request) -> KeyRotationService:
+    """The container's client-key service."""
+    return await _settled(request.app.state.container.key_service())  # type: ignore[no-any-return]
+
+
+async def request_limits(request: Request) -> RequestLimits:
+    """The app's request limits."""
+    return request.app.state.request_limits  # type: ignore[no-any-return]
+
+
+ChatServiceDep = Annotated[ChatService, Depends(chat_service)]
+KeyServiceDep = Annotated[KeyRotationService, Depends(key_service)]
 LimitsDep = Annotated[RequestLimits, Depends(request_limits)]

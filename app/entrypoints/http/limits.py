@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.errors import InvalidRequest
@@ -49,15 +49,10 @@ class RequestLimits:
 
 
 def install_limits(app: FastAPI, settings: Settings) -> None:
-    """Put the limits in front of `app` and where routes find them (`request_limits`)."""
+    """Put the limits in front of `app` and where routes find them (`deps.request_limits`)."""
     limits = RequestLimits.from_settings(settings)
     app.state.request_limits = limits
     app.add_middleware(RequestLimitsMiddleware, limits=limits)
-
-
-def request_limits(request: Request) -> RequestLimits:
-    """FastAPI dependency: the app's request limits."""
-    return request.app.state.request_limits  # type: ignore[no-any-return]
 
 
 def check_prompt_size(request: ChatRequest, limits: RequestLimits, *, param: str) -> None:

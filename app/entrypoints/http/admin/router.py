@@ -1,8 +1,7 @@
 """`GET /current-key` (the seed's) and `POST /rotate-key`."""
-# No `from __future__ import annotations` here: dependency-injector reads the
-# Annotated[..., Depends(Provide[...])] markers from the live signature.
+# No `from __future__ import annotations` here: FastAPI reads the
+# Annotated[..., Depends(...)] markers from the live signature.
 
-from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Response
 
 from app.entrypoints.http.admin.wire import CurrentKey
@@ -17,7 +16,6 @@ router = APIRouter(dependencies=[Depends(require_admin)], responses=ERROR_RESPON
 
 
 @router.get("/current-key", response_model=CurrentKey, summary="Read the current client key")
-@inject
 async def current_key(keys: KeyServiceDep) -> Response:
     """The valid client key and its expiry (ISO 8601, UTC)."""
     return model_response(CurrentKey.of(await keys.current_async()), headers=NO_STORE)
@@ -25,7 +23,6 @@ async def current_key(keys: KeyServiceDep) -> Response:
 
 @router.post("/rotate-key", response_model=CurrentKey,
              summary="Replace the client key now (409 when keys are derived from KEY_SECRET)")
-@inject
 async def rotate_key(keys: KeyServiceDep) -> Response:
     """Mint a new client key at once (a leaked key) and return it with its expiry."""
     return model_response(CurrentKey.of(await keys.rotate_now_async()), headers=NO_STORE)

@@ -1,8 +1,7 @@
 """`POST /v1/chat/completions`, also at the root (Continue joins paths to its apiBase)."""
-# No `from __future__ import annotations` here: dependency-injector reads the
-# Annotated[..., Depends(Provide[...])] markers from the live signature.
+# No `from __future__ import annotations` here: FastAPI reads the
+# Annotated[..., Depends(...)] markers from the live signature.
 
-from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Response
 
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
@@ -19,7 +18,6 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 @router.post("/v1/chat/completions", response_model=ChatCompletion,
              summary="Chat completion (OpenAI-compatible)")
 @router.post("/chat/completions", response_model=ChatCompletion, include_in_schema=False)
-@inject
 async def chat_completions(body: ChatCompletionRequest, service: ChatServiceDep,
                            limits: LimitsDep) -> Response:
     """A `chat.completion`, or `chat.completion.chunk` events when `stream` is true."""

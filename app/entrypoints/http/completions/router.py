@@ -1,8 +1,7 @@
 """`POST /v1/completions`, also at the root (Continue calls `{apiBase}/completions` for autocomplete)."""
-# No `from __future__ import annotations` here: dependency-injector reads the
-# Annotated[..., Depends(Provide[...])] markers from the live signature.
+# No `from __future__ import annotations` here: FastAPI reads the
+# Annotated[..., Depends(...)] markers from the live signature.
 
-from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Response
 
 from app.entrypoints.http.answer import GENERATION_RESPONSES, Rendering, answer
@@ -20,7 +19,6 @@ TEXT = Rendering(whole=TextCompletion.of, events=text_events)
 @router.post("/v1/completions", response_model=TextCompletion,
              summary="Legacy prompt completion (autocomplete)")
 @router.post("/completions", response_model=TextCompletion, include_in_schema=False)
-@inject
 async def completions(body: CompletionRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
     """A `text_completion` for a raw prompt, streamed when `stream` is true."""
     return await answer(service, body, rendering=TEXT, limits=limits)

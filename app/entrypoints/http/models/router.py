@@ -1,10 +1,9 @@
 """`GET /v1/models` and `GET /v1/models/{id}`, also at the root."""
-# No `from __future__ import annotations` here: dependency-injector reads the
-# Annotated[..., Depends(Provide[...])] markers from the live signature.
+# No `from __future__ import annotations` here: FastAPI reads the
+# Annotated[..., Depends(...)] markers from the live signature.
 
 from typing import Annotated
 
-from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Path, Response
 
 from app.domain.errors import ModelNotFound
@@ -20,7 +19,6 @@ router = APIRouter(dependencies=[Depends(require_client_key)], responses=ERROR_R
 
 @router.get("/v1/models", response_model=ModelList, summary="Models a client may name")
 @router.get("/models", response_model=ModelList, include_in_schema=False)
-@inject
 async def list_models(service: ChatServiceDep) -> Response:
     """The configured Groq models (when a key is set) and the local model."""
     return model_response(ModelList.of(service.models()))
@@ -28,7 +26,6 @@ async def list_models(service: ChatServiceDep) -> Response:
 
 @router.get("/v1/models/{model_id:path}", response_model=Model, summary="One model")
 @router.get("/models/{model_id:path}", response_model=Model, include_in_schema=False)
-@inject
 async def get_model(model_id: Annotated[str, Path(description="Model id; may contain `/`.")],
                     service: ChatServiceDep) -> Response:
     """The model object, or 404 `model_not_found`."""

@@ -1,8 +1,7 @@
 """The seed's `POST /chat` (Groq, the local model when Groq is unavailable) and `POST /local-chat`."""
-# No `from __future__ import annotations` here: dependency-injector reads the
-# Annotated[..., Depends(Provide[...])] markers from the live signature.
+# No `from __future__ import annotations` here: FastAPI reads the
+# Annotated[..., Depends(...)] markers from the live signature.
 
-from dependency_injector.wiring import inject
 from fastapi import APIRouter, Depends, Response
 
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
@@ -18,14 +17,12 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 
 @router.post("/chat", response_model=ChatCompletion,
              summary="Chat through Groq (the local model when Groq is unavailable)")
-@inject
 async def chat(body: PromptChatRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt as an OpenAI `chat.completion`."""
     return await answer(service, body, rendering=CHAT, limits=limits)
 
 
 @router.post("/local-chat", response_model=ChatCompletion, summary="Chat with the local CPU model")
-@inject
 async def local_chat(body: PromptChatRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt with the local model."""
     return await answer(service, body, rendering=CHAT, limits=limits, route="local")

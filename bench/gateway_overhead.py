@@ -1,0 +1,423 @@
+"""What the gateway adds to a request, measured side by side with direct calls (issue 14).
+
+One run starts, on loopback only:
+- a canned OpenAI-compatible upstream (raw asyncio on uvloop, one process) answering
+  `GET /models` and `POST /chat/completions`, whole or streamed, with fixed bodies;
+- this gateway as `make serve` starts it (same uvicorn flags), pointed at that upstream,
+  with `--workers 1` and then `--workers 2`;
+- LiteLLM's proxy, when `/tmp/litellm-venv` holds it (`make bench-gateway LITELLM=1` tries
+  to create it, bounded to 5 minutes); otherwise its rows say "not installed".
+
+Load comes from wrk (Debian's `wrk`; a Lua script POSTs the body), each cell bounded by
+DURATION seconds, at concurrency 1, 16 and 64, whole and streamed. A raw-socket client
+measures the time to the first streamed byte at concurrency 1. Printed per cell: p50/p99,
+the latency added over direct calls, requests/s, and the gateway's RSS after the load.
+The numbers are for comparison within one run: the upstream, wrk and the gateway share the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+MODEL = "llama-3.3-70b-versatile"
+CONCURRENCIES = (1, 16, 64)
+TTFB_SAMPLES = 300
+LITELLM_VENV = Path("/tmp/litellm-venv")
+REPO = Path(__file__).resolve().parent.parent
+
+# ---------------------------------------------------------------- the canned upstream
+
+COMPLETION = json.dumps({
+    "id": "chatcmpl-canned", "object": "chat.completion", "created": 1700000000, "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                 "finish_reason": "stop", "logprobs": None}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
+}).encode()
+
+
+def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
+    body = {"id": "chatcmpl-canned", "object": "chat.completion.chunk", "created": 1700000000, "model": MODEL,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:
+        body["x_groq"] = {"id": "req_canned", "usage": usage}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+STREAM = b"".join([
+    _chunk({"role": "assistant", "content": ""}),
+    *(_chunk({"content": word}) for word in ("Hello", "!", " How", " can", " I", " help", " you", " today", "?")),
+    _chunk({}, finish="stop", usage={"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}),
+    b"data: [DONE]\n\n",
+])
+MODELS = json.dumps({"object": "list", "data": [
+    {"id": MODEL, "object": "model", "created": 1700000000, "owned_by": "Meta", "active": True,
+     "context_window": 131072}]}).encode()
+
+
+def _response(status: str, content_type: str, body: bytes) -> bytes:
+    return (f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
+            "connection: keep-alive\r\n\r\n").encode() + body
+
+
+def _streamed(body: bytes) -> bytes:
+    # Two HTTP chunks: the first event alone, then the rest (a stream's first chunk comes first).
+    first_end = body.index(b"\n\n") + 2
+    parts = [body[:first_end], body[first_end:]]
+    chunked = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in parts) + b"0\r\n\r\n"
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+            b"connection: keep-alive\r\n\r\n" + chunked)
+
+
+ANSWERS = {
+    "whole": _response("200 OK", "application/json", COMPLETION),
+    "stream": _streamed(STREAM),
+    "models": _response("200 OK", "application/json", MODELS),
+    "missing": _response("404 Not Found", "application/json", b'{"error":{"message":"not found"}}'),
+}
+
+
+class CannedProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, just enough to answer the three requests with fixed bytes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            end = head_end + 4 + length
+            if len(self.buffer) < end:
+                return
+            body, self.buffer = self.buffer[head_end + 4:end], self.buffer[end:]
+            path = head.split(" ", 2)[1]
+            if path.endswith("/chat/completions"):
+                streamed = b'"stream":true' in body.replace(b" ", b"")
+                self.transport.write(ANSWERS["stream" if streamed else "whole"])
+            elif path.endswith("/models"):
+                self.transport.write(ANSWERS["models"])
+            else:
+                self.transport.write(ANSWERS["missing"])
+
+
+def serve_upstream(port: int) -> None:
+    """Run the canned upstream until killed."""
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(CannedProtocol, HOST, port, backlog=1024)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------- processes
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {seconds:g} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1024
+
+
+def gateway_command(port: int, workers: int) -> list[str]:
+    """`make serve`'s uvicorn command (keep the flags in step with the Makefile), plus --workers."""
+    return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--no-proxy-headers",
+            "--host", HOST, "--port", str(port),
+            "--http", "app.entrypoints.http.head_guard:HeadGuardedProtocol", "--limit-concurrency", "64",
+            "--workers", str(workers)]
+
+
+def start_gateway(upstream: int, workers: int, tmp: Path) -> tuple[subprocess.Popen, int, str]:
+    port = free_port()
+    key_file = tmp / f"key-{port}.json"
+    env = {**os.environ, "GROQ_API_KEY": "gsk_bench_not_a_real_key", "GROQ_BASE_URL": f"http://{HOST}:{upstream}",
+           "KEY_FILE": str(key_file), "LOCAL_PRELOAD": "false", "LOG_LEVEL": "warning",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = open(tmp / f"gateway-{port}.log", "wb")
+    proc = subprocess.Popen(gateway_command(port, workers), cwd=REPO, env=env, stdout=log, stderr=log,
+                            start_new_session=True)
+    wait_for_port(port, proc, 60)
+    deadline = time.monotonic() + 30
+    while not key_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    key = json.loads(key_file.read_text())["api_key"]
+    time.sleep(1.0 if workers == 1 else 3.0)  # let every worker finish its start-up
+    return proc, port, key
+
+
+def start_litellm(upstream: int, tmp: Path) -> tuple[subprocess.Popen, int, str] | None:
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        return None
+    port = free_port()
+    config = tmp / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: http://{HOST}:{upstream}\n"
+        "      api_key: bench-not-a-real-key\n"
+        "litellm_settings:\n  telemetry: false\n")
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench",
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_DOCS": "True", "DISABLE_SCHEMA_UPDATE": "True"}
+    log = open(tmp / "litellm.log", "wb")
+    proc = subprocess.Popen([str(binary), "--config", str(config), "--host", HOST, "--port", str(port),
+                             "--num_workers", "1"], env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_for_port(port, proc, 120)
+    except RuntimeError as exc:
+        print(f"litellm did not start ({exc}); see {tmp / 'litellm.log'}")
+        stop(proc)
+        return None
+    time.sleep(2)
+    return proc, port, "sk-bench"
+
+
+# ---------------------------------------------------------------- load and latency
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
+function done(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("BENCH {\\"p50\\": %d, \\"p99\\": %d, \\"requests\\": %d, \\"us\\": %d, " ..
+    "\\"errors\\": %d, \\"non2xx\\": %d}\\n", latency:percentile(50), latency:percentile(99),
+    summary.requests, summary.duration, errors, summary.errors.status))
+end
+"""
+
+
+def body_for(streamed: bool) -> bytes:
+    return json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}],
+                       "stream": streamed}).encode()
+
+
+@dataclass
+class Cell:
+    """One wrk run."""
+
+    p50_ms: float
+    p99_ms: float
+    rps: float
+    failed: int
+
+
+def wrk(port: int, path: str, key: str, streamed: bool, connections: int, seconds: int, script: Path) -> Cell:
+    threads = min(connections, 2)
+    env = {**os.environ, "BENCH_BODY": body_for(streamed).decode(), "BENCH_KEY": key}
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+                          "--timeout", "10s", "-s", str(script), f"http://{HOST}:{port}{path}"],
+                         env=env, capture_output=True, text=True, timeout=seconds + 30)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {out.stdout[-500:]} {out.stderr[-500:]}")
+    data = json.loads(line[6:])
+    return Cell(p50_ms=data["p50"] / 1000, p99_ms=data["p99"] / 1000,
+                rps=data["requests"] / (data["us"] / 1e6), failed=data["errors"] + data["non2xx"])
+
+
+def first_byte_ms(port: int, path: str, key: str, samples: int) -> tuple[float, float]:
+    """p50/p99 of the time from sending a streamed request to its first `data:` byte, one keep-alive socket.
+
+    The rest of each response is read to its end before the next request.
+    """
+    body = body_for(True)
+    request = (f"POST {path} HTTP/1.1\r\nhost: {HOST}:{port}\r\ncontent-type: application/json\r\n"
+               f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+    times = []
+    with socket.create_connection((HOST, port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(samples + 20):
+            start = time.perf_counter()
+            sock.sendall(request)
+            seen, first = b"", None
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    raise RuntimeError("connection closed mid-answer")
+                seen += piece
+                if first is None and b"data:" in seen:
+                    first = time.perf_counter() - start
+                if seen.endswith(b"0\r\n\r\n"):
+                    break
+            if i >= 20:  # the first ones warm the connection pools up
+                times.append(first * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class Target:
+    """One thing under load: its label, port, path and key."""
+
+    label: str
+    port: int
+    path: str
+    key: str
+    pid: int | None = None
+
+
+def measure(target: Target, seconds: int, script: Path) -> dict:
+    results: dict = {"cells": {}}
+    wrk(target.port, target.path, target.key, False, 16, 1, script)  # warm-up
+    for streamed in (False, True):
+        for connections in CONCURRENCIES:
+            results["cells"][(streamed, connections)] = wrk(target.port, target.path, target.key, streamed,
+                                                            connections, seconds, script)
+    results["ttfb"] = first_byte_ms(target.port, target.path, target.key, TTFB_SAMPLES)
+    results["rss"] = rss_mb(target.pid) if target.pid else None
+    return results
+
+
+def report(all_results: dict[str, dict | None]) -> None:
+    direct = all_results["direct"]
+    assert direct is not None
+    print()
+    print(f"{'target':<20} {'mode':<6} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
+          f"{'req/s':>8} {'failed':>6}")
+    for label, results in all_results.items():
+        if results is None:
+            print(f"{label:<20} not installed")
+            continue
+        for (streamed, connections), cell in results["cells"].items():
+            base = direct["cells"][(streamed, connections)]
+            added = "" if label == "direct" else f"{cell.p50_ms - base.p50_ms:8.2f} {cell.p99_ms - base.p99_ms:8.2f}"
+            print(f"{label:<20} {'stream' if streamed else 'whole':<6} {connections:>4} {cell.p50_ms:8.2f} "
+                  f"{cell.p99_ms:8.2f} {added or ' ' * 17:>17} {cell.rps:8.0f} {cell.failed:>6}")
+    print()
+    print(f"{'target':<20} {'TTFB p50':>9} {'TTFB p99':>9} {'+p50 ms':>8} {'+p99 ms':>8} {'RSS MB':>8}")
+    for label, results in all_results.items():
+        if results is None:
+            continue
+        p50, p99 = results["ttfb"]
+        added = "" if label == "direct" else f"{p50 - direct['ttfb'][0]:8.2f} {p99 - direct['ttfb'][1]:8.2f}"
+        rss = f"{results['rss']:8.0f}" if results["rss"] else f"{'-':>8}"
+        print(f"{label:<20} {p50:9.2f} {p99:9.2f} {added or ' ' * 17:>17} {rss}")
+    one, two = all_results.get("gateway --workers 1"), all_results.get("gateway --workers 2")
+    if one and two:
+        ratio = two["cells"][(False, 16)].rps / one["cells"][(False, 16)].rps
+        print(f"\n--workers 2 / --workers 1 at concurrency 16, whole: {ratio:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk cell")
+    parser.add_argument("--workers", default="1,2", help="gateway worker counts to measure")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even when installed")
+    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal: run the canned upstream
+    args = parser.parse_args()
+    if args.upstream:
+        serve_upstream(args.upstream)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install -y wrk)")
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as name:
+        tmp = Path(name)
+        script = tmp / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        up_port = free_port()
+        upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)],
+                                    start_new_session=True)
+        running: list[subprocess.Popen] = [upstream]
+        results: dict[str, dict | None] = {}
+        try:
+            wait_for_port(up_port, upstream, 10)
+            print(f"canned upstream on {up_port}; {args.duration} s per cell", flush=True)
+            results["direct"] = measure(Target("direct", up_port, "/chat/completions", "x"), args.duration, script)
+            for workers in (int(w) for w in args.workers.split(",")):
+                proc, port, key = start_gateway(up_port, workers, tmp)
+                running.append(proc)
+                label = f"gateway --workers {workers}"
+                print(f"measuring {label}", flush=True)
+                results[label] = measure(Target(label, port, "/v1/chat/completions", key, proc.pid),
+                                         args.duration, script)
+                stop(proc)
+            started = None if args.no_litellm else start_litellm(up_port, tmp)
+            if started is None:
+                results["litellm proxy"] = None
+            else:
+                proc, port, key = started
+                running.append(proc)
+                print("measuring litellm proxy", flush=True)
+                results["litellm proxy"] = measure(Target("litellm proxy", port, "/v1/chat/completions", key,
+                                                          proc.pid), args.duration, script)
+                stop(proc)
+        finally:
+            for proc in running:
+                stop(proc)
+        report(results)
+
+
+if __name__ == "__main__":
+    main()
