@@ -118,3 +118,7 @@ class Overloaded(DomainError):
 
 class ProviderUnavailable(DomainError):
     """No provider can serve the request (the local model failed to load, say)."""
+
+
+class NotSupportedLocally(ProviderUnavailable):
+    """The local model would have to answer, and cannot do what the request requires (a tool call, JSON)."""

@@ -78,6 +78,18 @@ class ChatRequest:
     reasoning_format: str | None = None
     include_reasoning: bool | None = None
 
+    @property
+    def requires_tool_call(self) -> bool:
+        """True when the answer must be a tool call (`tool_choice` "required" or a named function)."""
+        choice = self.tool_choice
+        return choice == "required" or (isinstance(choice, dict) and choice.get("type") == "function")
+
+    @property
+    def requires_json(self) -> bool:
+        """True when the answer must be JSON (`response_format` json_object or json_schema)."""
+        kind = self.response_format.get("type") if isinstance(self.response_format, dict) else None
+        return kind in ("json_object", "json_schema")
+
     def with_model(self, model: str | None) -> ChatRequest:
         """Copy with another target model."""
         return replace(self, model=model)

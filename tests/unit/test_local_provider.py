@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.adapters.local.provider import LocalProvider
 from app.containers import Container
-from app.domain.errors import ContextTooLong, InvalidRequest, Overloaded, ProviderUnavailable
+from app.domain.errors import ContextTooLong, InvalidRequest, NotSupportedLocally, Overloaded, ProviderUnavailable
 from app.domain.generation import MAX_CHARS_PER_TOKEN
 from app.domain.models import ChatMessage, ChatRequest
 from app.main import create_app
@@ -227,3 +227,33 @@ def test_a_seed_of_2_to_the_64_on_the_local_model_is_a_400_naming_seed(tmp_path:
 
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] == "seed"
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"tool_choice": "required", "tools": ({"type": "function", "function": {"name": "f"}},)}, "tool_choice"),
+    ({"tool_choice": {"type": "function", "function": {"name": "f"}},
+      "tools": ({"type": "function", "function": {"name": "f"}},)}, "tool_choice"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format"),
+])
+async def test_a_required_tool_call_or_json_answer_is_refused_not_answered_in_plain_text(
+        fields: dict[str, object], param: str) -> None:
+    engine = ScriptedEngine(["plain ", "text"])
+    provider = provider_over(engine)
+
+    with pytest.raises(NotSupportedLocally) as refused:
+        await provider.complete(ask(**fields))
+    with pytest.raises(NotSupportedLocally):
+        await provider.open_stream(ask(**fields))
+
+    assert refused.value.param == param
+    assert engine.tokens_emitted == 0  # nothing was generated
+
+
+async def test_optional_tools_and_text_formats_are_still_answered() -> None:
+    provider = provider_over(ScriptedEngine(["plain ", "text"]))
+
+    answer = await provider.complete(ask(tool_choice="auto", tools=({"type": "function", "function": {"name": "f"}},),
+                                         response_format={"type": "text"}))
+
+    assert answer.text == "plain text"

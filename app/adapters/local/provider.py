@@ -20,7 +20,7 @@ from typing import Any
 
 from app.adapters.local.admission import AdmissionQueue
 from app.adapters.local.engine import Engine, Sampling
-from app.domain.errors import ProviderUnavailable
+from app.domain.errors import NotSupportedLocally, ProviderUnavailable
 from app.domain.generation import (
     check_prompt_characters,
     check_prompt_text,
@@ -152,6 +152,24 @@ class GenerationThread:
                     job.finish()
 
 
+def refuse_what_engines_cannot_do(request: ChatRequest) -> None:
+    """Refuse (503, saying why) a request whose answer must be a tool call or JSON.
+
+    The in-process engines have no constrained decoding: a plain-text answer would
+    look like success to the client (LangChain's structured output then returns None).
+    """
+    if request.requires_tool_call:
+        raise NotSupportedLocally(
+            "This request requires a tool call (`tool_choice`), and the local model that would answer it "
+            "cannot call tools. Retry when Groq is available, or serve the local tier from an inference "
+            "server that can (LOCAL_RUNNER=server).", param="tool_choice")
+    if request.requires_json:
+        raise NotSupportedLocally(
+            "This request requires a JSON answer (`response_format`), and the local model that would answer "
+            "it cannot guarantee one (no constrained decoding here). Retry when Groq is available, or serve "
+            "the local tier from an inference server that can (LOCAL_RUNNER=server).", param="response_format")
+
+
 class LocalProvider:
     """The local model, whatever its engine; loads once, on first use or at start.
 
@@ -216,6 +234,7 @@ class LocalProvider:
 
     async def _answer(self, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         """The answer's chunks: text as stop sequences allow, then the finish with usage."""
+        refuse_what_engines_cannot_do(request)
         sampling = Sampling.of(request)
         context_length = await self._ensure_loaded()
         check_prompt_characters(request, context_length=context_length)

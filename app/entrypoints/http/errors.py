@@ -33,6 +33,7 @@ _MAPPING: list[tuple[type[e.DomainError], int, str, str | None]] = [
     (e.UpstreamRejected, 400, "invalid_request_error", None),
     (e.UpstreamUnavailable, 503, "api_error", "upstream_unavailable"),
     (e.Overloaded, 503, "api_error", "overloaded"),
+    (e.NotSupportedLocally, 503, "api_error", "not_supported_by_local_model"),
     (e.ProviderUnavailable, 503, "api_error", "model_unavailable"),
 ]
 
