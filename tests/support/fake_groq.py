@@ -117,6 +117,7 @@ class FakeGroq:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.model_list_calls = 0
+        self.abandoned = 0  # stalled requests whose caller closed the connection while it waited
         self._script: deque[Any] = deque()
         self._models_script: deque[Any] = deque()
         self._lock = threading.Lock()
@@ -188,6 +189,7 @@ class FakeGroq:
             self.requests.clear()
             self.headers.clear()
             self.model_list_calls = 0
+            self.abandoned = 0
             self._reset_state()
 
     def chat_models(self) -> list[str]:
@@ -227,7 +229,9 @@ class FakeGroq:
         model = body.get("model", "")
         behaviour = self._refusal(model, body) or self._next(self._script, Answer())
         if isinstance(behaviour, Stall):
-            await asyncio.sleep(behaviour.seconds)
+            if await _left_within(request, behaviour.seconds):
+                self.abandoned += 1
+                return Response(status_code=499)
             behaviour = behaviour.then or Answer()
         if isinstance(behaviour, EchoKey):
             behaviour = _echo(behaviour, authorization)
@@ -405,6 +409,16 @@ def _failure(behaviour: Fail | Raw, limit_headers: dict[str, str] | None = None)
     if isinstance(behaviour.body, (bytes, str)):
         return Response(behaviour.body, status_code=behaviour.status, headers=headers, media_type="text/html")
     return JSONResponse(behaviour.body, status_code=behaviour.status, headers=headers)
+
+
+async def _left_within(request: Request, seconds: float) -> bool:
+    """Wait `seconds`, watching the connection: True as soon as the caller closes it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return await request.is_disconnected()
 
 
 async def _one(text: str) -> AsyncIterator[str]:

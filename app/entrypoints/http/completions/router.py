@@ -3,7 +3,7 @@
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
 
 from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from app.entrypoints.http.answer import GENERATION_RESPONSES, Rendering, answer
 from app.entrypoints.http.auth import require_client_key
@@ -21,6 +21,7 @@ TEXT = Rendering(whole=TextCompletion.of, events=text_events)
              summary="Legacy prompt completion (autocomplete)")
 @router.post("/completions", response_model=TextCompletion, include_in_schema=False)
 @inject
-async def completions(body: CompletionRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def completions(request: Request, body: CompletionRequest, 
+                      service: ChatServiceDep, limits: LimitsDep) -> Response:
     """A `text_completion` for a raw prompt, streamed when `stream` is true."""
-    return await answer(service, body, rendering=TEXT, limits=limits)
+    return await answer(service, body, rendering=TEXT, limits=limits, receive=request.receive)

@@ -3,7 +3,7 @@
 # Annotated[..., Depends(Provide[...])] markers from the live signature.
 
 from dependency_injector.wiring import inject
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
 from app.entrypoints.http.auth import require_client_key
@@ -19,13 +19,15 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 @router.post("/chat", response_model=ChatCompletion,
              summary="Chat through Groq (the local model when Groq is unavailable)")
 @inject
-async def chat(body: PromptChatRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def chat(request: Request, body: PromptChatRequest, 
+               service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt as an OpenAI `chat.completion`."""
-    return await answer(service, body, rendering=CHAT, limits=limits)
+    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive)
 
 
 @router.post("/local-chat", response_model=ChatCompletion, summary="Chat with the local CPU model")
 @inject
-async def local_chat(body: PromptChatRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def local_chat(request: Request, body: PromptChatRequest, 
+                     service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt with the local model."""
-    return await answer(service, body, rendering=CHAT, limits=limits, route="local")
+    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive, route="local")
