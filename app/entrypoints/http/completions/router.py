@@ -21,7 +21,7 @@ TEXT = Rendering(whole=TextCompletion.of, events=text_events)
              summary="Legacy prompt completion (autocomplete)")
 @router.post("/completions", response_model=TextCompletion, include_in_schema=False)
 @inject
-async def completions(request: Request, body: CompletionRequest, 
+async def completions(request: Request, body: CompletionRequest,
                       service: ChatServiceDep, limits: LimitsDep) -> Response:
     """A `text_completion` for a raw prompt, streamed when `stream` is true."""
     return await answer(service, body, rendering=TEXT, limits=limits, receive=request.receive)

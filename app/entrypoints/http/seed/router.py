@@ -19,7 +19,7 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 @router.post("/chat", response_model=ChatCompletion,
              summary="Chat through Groq (the local model when Groq is unavailable)")
 @inject
-async def chat(request: Request, body: PromptChatRequest, 
+async def chat(request: Request, body: PromptChatRequest,
                service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt as an OpenAI `chat.completion`."""
     return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive)
@@ -27,7 +27,7 @@ async def chat(request: Request, body: PromptChatRequest,
 
 @router.post("/local-chat", response_model=ChatCompletion, summary="Chat with the local CPU model")
 @inject
-async def local_chat(request: Request, body: PromptChatRequest, 
+async def local_chat(request: Request, body: PromptChatRequest,
                      service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt with the local model."""
     return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive, route="local")
