@@ -22,6 +22,7 @@ from app.domain.streams import ChunkStream
 from app.entrypoints.http.disconnect import ClientDisconnected, unless_disconnected
 from app.entrypoints.http.errors import ERROR_RESPONSES
 from app.entrypoints.http.limits import RequestLimits, check_prompt_size
+from app.entrypoints.http.sse import EVENT_SCHEMA
 from app.entrypoints.http.streaming import stream_response
 from app.entrypoints.http.wire import ChatCompletion, chat_events, model_response
 
@@ -42,7 +43,7 @@ CHAT = Rendering(whole=ChatCompletion.of, events=chat_events)
 GENERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole answer, or with `stream: true` server-sent events ending in "
                          "`data: [DONE]`. Header `x-provider` says who answered (`groq` or `local`).",
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+          "content": {"text/event-stream": {"schema": EVENT_SCHEMA}}},
     **ERROR_RESPONSES,
 }
 
