@@ -120,6 +120,7 @@ class FakeGroq:
         self.abandoned = 0  # stalled requests whose caller closed the connection while it waited
         self._script: deque[Any] = deque()
         self._models_script: deque[Any] = deque()
+        self._for_user: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._reset_state()
         self._sock = bound_socket()
@@ -166,6 +167,11 @@ class FakeGroq:
         with self._lock:
             self._script.extend(behaviours)
 
+    def script_for(self, user: str, behaviour: Any) -> None:
+        """What the next chat request whose `user` field is `user` gets (the queue is for the others)."""
+        with self._lock:
+            self._for_user[user] = behaviour
+
     def script_models(self, *behaviours: Any) -> None:
         """Queue behaviours (Fail, Stall) for the next `GET /models` requests."""
         with self._lock:
@@ -186,6 +192,7 @@ class FakeGroq:
         with self._lock:
             self._script.clear()
             self._models_script.clear()
+            self._for_user.clear()
             self.requests.clear()
             self.headers.clear()
             self.model_list_calls = 0
@@ -227,7 +234,9 @@ class FakeGroq:
         if authorization != f"Bearer {FAKE_GROQ_KEY}":
             return JSONResponse(groq_error("Invalid API Key", code="invalid_api_key"), status_code=401)
         model = body.get("model", "")
-        behaviour = self._refusal(model, body) or self._next(self._script, Answer())
+        with self._lock:
+            chosen = self._for_user.pop(body.get("user"), None) if isinstance(body.get("user"), str) else None
+        behaviour = self._refusal(model, body) or chosen or self._next(self._script, Answer())
         if isinstance(behaviour, Stall):
             if await _left_within(request, behaviour.seconds):
                 self.abandoned += 1
