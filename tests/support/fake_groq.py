@@ -263,6 +263,9 @@ class FakeGroq:
         if isinstance(behaviour, Drip):
             return StreamingResponse(_drip(_one(json.dumps(completion)), behaviour.interval),
                                      media_type="application/json", headers=headers)
+        if isinstance(behaviour, BrokenStream):
+            return StreamingResponse(_cut(json.dumps(completion).encode()), media_type="application/json",
+                                     headers=headers)
         # json.dumps escapes what UTF-8 cannot carry (a lone surrogate), as a JSON encoder may.
         return Response(json.dumps(completion), media_type="application/json", headers=headers)
 
@@ -428,6 +431,13 @@ async def _left_within(request: Request, seconds: float) -> bool:
             return True
         await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
     return await request.is_disconnected()
+
+
+async def _cut(body: bytes) -> AsyncIterator[bytes]:
+    """Half of `body`, then the connection dropped (no Content-Length: the client cannot know before)."""
+    yield body[: len(body) // 2]
+    await asyncio.sleep(0.01)
+    raise ConnectionResetError("fake Groq drops the body")
 
 
 async def _one(text: str) -> AsyncIterator[str]:
