@@ -32,7 +32,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.fake_groq import FAKE_GROQ_KEY, BrokenStream, Fail, FakeGroq, Stall, groq_error  # noqa: E402
+from tests.support.fake_groq import (  # noqa: E402
+    FAKE_GROQ_KEY,
+    BrokenStream,
+    Fail,
+    FakeGroq,
+    Stall,
+    groq_error,
+)
 from tests.support.server import AppServer  # noqa: E402
 
 ADMIN = "soak-admin-secret-0123456789"
@@ -112,7 +119,8 @@ def report(label: str, pid: int, settle: float) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000, help="requests after warm-up")
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -148,7 +156,8 @@ def main() -> None:
     for outcome, count in sorted(outcomes.items()):
         print(f"  {count:6d}  {outcome}")
     growth = 100 * (end_rss - warm_rss) / warm_rss
-    print(f"\ngrowth after warm-up: RSS {growth:+.1f}% ({(end_rss - warm_rss) / 1024:+.1f} MiB; target < 10%), "
+    print(f"\ngrowth after warm-up: RSS {growth:+.1f}% ({(end_rss - warm_rss) / 1024:+.1f} MiB; "
+          "target < 10%), "
           f"fds {end_fds - warm_fds:+d} (target 0)")
     groq.stop()
 
