@@ -17,10 +17,13 @@ STALL = 20.0  # seconds the fake Groq holds the request: far longer than the cli
 @pytest.mark.parametrize("path, body", [
     ("/v1/chat/completions", {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]}),
     ("/v1/completions", {"model": "gpt-3.5-turbo", "prompt": "hi"}),
+    ("/v1/chat/completions", {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}],
+                              "stream": True}),  # left before its first chunk
 ])
-def test_an_abandoned_non_streamed_request_closes_its_upstream_call(fake_groq: FakeGroq, tmp_path: Path,
+def test_an_abandoned_request_closes_its_upstream_call(fake_groq: FakeGroq, tmp_path: Path,
                                                                     path: str, body: dict) -> None:
     with served(tmp_path, fake_groq, LOCAL_RUNNER="llamacpp", GROQ_TIMEOUT_SECONDS=str(STALL * 2),
+                GROQ_FIRST_CHUNK_TIMEOUT_SECONDS=str(STALL * 2),
                 FALLBACK_TO_LOCAL="false") as gateway:
         fake_groq.script(Stall(STALL))
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection

@@ -74,13 +74,14 @@ async def answer(service: ChatService, body: GenerationBody, *, rendering: Rende
                  receive: Receive, route: Route = "auto") -> Response:
     """Answer `body` whole or as a stream; errors name `body.prompt_param` where the domain says messages.
 
-    A whole answer is cancelled if its client leaves (`receive` says so) before it is ready.
+    The work is cancelled if the client leaves (`receive` says so) before the answer, or a stream's
+    first chunk, is ready; once a stream is sent, a failed send ends it.
     """
     request = body.to_domain()
     check_prompt_size(request, limits, param=body.prompt_param)
     try:
         if body.stream:
-            opened = await service.open_stream(request, route=route)
+            opened = await unless_disconnected(receive, service.open_stream(request, route=route))
         else:
             completion = await unless_disconnected(receive, service.complete(request, route=route))
     except ClientDisconnected:

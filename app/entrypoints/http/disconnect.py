@@ -1,4 +1,4 @@
-"""A client that leaves cancels the work done for it (non-streamed answers).
+"""A client that leaves cancels the work done for it (a whole answer, or a stream not yet begun).
 
 Starlette does not cancel a handler when its client goes away: a non-streamed
 request abandoned by its client would keep the local model generating, or an
@@ -11,8 +11,9 @@ When a route handler runs, its body has been read in full, so the next message
 `receive` gives is `http.disconnect`: the server sends it when the client
 closes the connection (or after the response is complete, by which time the
 race is over). The limits middleware, which wraps `receive`, passes it on.
-Streams need none of this: their send fails once the client is gone, which
-ends the stream and closes it.
+A stream needs this only until its first chunk: once it is being sent, a send
+that fails (the client is gone) ends the stream and closes it. The watcher is
+cancelled when the work is done, without taking a message from `receive`.
 """
 
 from __future__ import annotations
