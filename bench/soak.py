@@ -44,7 +44,9 @@ from tests.support.server import AppServer  # noqa: E402
 
 ADMIN = "soak-admin-secret-0123456789"
 FLAGS = ("--http", "app.entrypoints.http.head_guard:HeadGuardedProtocol", "--no-access-log")
-BODY = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hello"}]}
+# A Groq model by name: with FALLBACK_TO_LOCAL=false no failure loads the local model (~300 MB),
+# which would hide any growth of the HTTP path.
+BODY = {"model": "openai/gpt-oss-120b", "messages": [{"role": "user", "content": "hello"}]}
 # One cycle of 20 requests: what each slot does.
 MIX = (["whole"] * 7 + ["stream"] * 5 + ["groq_400", "groq_500", "stream_cut"]
        + ["abandon_whole", "abandon_stream"] + ["wrong_key"] * 3)
@@ -148,7 +150,10 @@ def main() -> None:
         elapsed = time.monotonic() - soak_started
         end_rss, end_fds = report("end", server.pid, 6)
         alive = httpx.get(f"{server.base_url}/healthz").status_code
-        errors = server.log().count("Traceback")
+        log = server.log()
+        errors = log.count("Traceback")
+        if errors:
+            print(log[log.index("Traceback"):][:3000])
     sent = sum(outcomes.values())
     print(f"\nsent {sum(warm.values())} warm-up + {sent} requests in {elapsed:.0f} s "
           f"({sent / elapsed:.0f}/s, concurrency {args.concurrency}); /healthz after: {alive}; "
