@@ -117,8 +117,10 @@ class FakeGroq:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.model_list_calls = 0
+        self.abandoned = 0  # stalled requests whose caller closed the connection while it waited
         self._script: deque[Any] = deque()
         self._models_script: deque[Any] = deque()
+        self._for_user: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._reset_state()
         self._sock = bound_socket()
@@ -165,6 +167,11 @@ class FakeGroq:
         with self._lock:
             self._script.extend(behaviours)
 
+    def script_for(self, user: str, behaviour: Any) -> None:
+        """What the next chat request whose `user` field is `user` gets (the queue is for the others)."""
+        with self._lock:
+            self._for_user[user] = behaviour
+
     def script_models(self, *behaviours: Any) -> None:
         """Queue behaviours (Fail, Stall) for the next `GET /models` requests."""
         with self._lock:
@@ -185,9 +192,11 @@ class FakeGroq:
         with self._lock:
             self._script.clear()
             self._models_script.clear()
+            self._for_user.clear()
             self.requests.clear()
             self.headers.clear()
             self.model_list_calls = 0
+            self.abandoned = 0
             self._reset_state()
 
     def chat_models(self) -> list[str]:
@@ -225,9 +234,13 @@ class FakeGroq:
         if authorization != f"Bearer {FAKE_GROQ_KEY}":
             return JSONResponse(groq_error("Invalid API Key", code="invalid_api_key"), status_code=401)
         model = body.get("model", "")
-        behaviour = self._refusal(model, body) or self._next(self._script, Answer())
+        with self._lock:
+            chosen = self._for_user.pop(body.get("user"), None) if isinstance(body.get("user"), str) else None
+        behaviour = self._refusal(model, body) or chosen or self._next(self._script, Answer())
         if isinstance(behaviour, Stall):
-            await asyncio.sleep(behaviour.seconds)
+            if await _left_within(request, behaviour.seconds):
+                self.abandoned += 1
+                return Response(status_code=499)
             behaviour = behaviour.then or Answer()
         if isinstance(behaviour, EchoKey):
             behaviour = _echo(behaviour, authorization)
@@ -250,6 +263,9 @@ class FakeGroq:
         if isinstance(behaviour, Drip):
             return StreamingResponse(_drip(_one(json.dumps(completion)), behaviour.interval),
                                      media_type="application/json", headers=headers)
+        if isinstance(behaviour, BrokenStream):
+            return StreamingResponse(_cut(json.dumps(completion).encode()), media_type="application/json",
+                                     headers=headers)
         # json.dumps escapes what UTF-8 cannot carry (a lone surrogate), as a JSON encoder may.
         return Response(json.dumps(completion), media_type="application/json", headers=headers)
 
@@ -405,6 +421,23 @@ def _failure(behaviour: Fail | Raw, limit_headers: dict[str, str] | None = None)
     if isinstance(behaviour.body, (bytes, str)):
         return Response(behaviour.body, status_code=behaviour.status, headers=headers, media_type="text/html")
     return JSONResponse(behaviour.body, status_code=behaviour.status, headers=headers)
+
+
+async def _left_within(request: Request, seconds: float) -> bool:
+    """Wait `seconds`, watching the connection: True as soon as the caller closes it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return await request.is_disconnected()
+
+
+async def _cut(body: bytes) -> AsyncIterator[bytes]:
+    """Half of `body`, then the connection dropped (no Content-Length: the client cannot know before)."""
+    yield body[: len(body) // 2]
+    await asyncio.sleep(0.01)
+    raise ConnectionResetError("fake Groq drops the body")
 
 
 async def _one(text: str) -> AsyncIterator[str]:

@@ -57,7 +57,10 @@ class PauseMidStream:
 
 @dataclass
 class BrokenStream:
-    """Stream `chunks` content chunks, then drop the connection without [DONE]."""
+    """Stream `chunks` content chunks, then drop the connection without [DONE].
+
+    A request that does not stream gets half of its JSON body, then the connection dropped.
+    """
 
     chunks: int = 2
 

@@ -13,13 +13,16 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 from fastapi import Response
 from pydantic import BaseModel
+from starlette.types import Receive
 
 from app.domain.chat import ChatService, Route
 from app.domain.errors import DomainError
 from app.domain.models import ChatRequest, Completion
 from app.domain.streams import ChunkStream
+from app.entrypoints.http.disconnect import ClientDisconnected, unless_disconnected
 from app.entrypoints.http.errors import ERROR_RESPONSES
 from app.entrypoints.http.limits import RequestLimits, check_prompt_size
+from app.entrypoints.http.sse import EVENT_SCHEMA
 from app.entrypoints.http.streaming import stream_response
 from app.entrypoints.http.wire import ChatCompletion, chat_events, model_response
 
@@ -40,7 +43,7 @@ CHAT = Rendering(whole=ChatCompletion.of, events=chat_events)
 GENERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole answer, or with `stream: true` server-sent events ending in "
                          "`data: [DONE]`. Header `x-provider` says who answered (`groq` or `local`).",
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+          "content": {"text/event-stream": {"schema": EVENT_SCHEMA}}},
     **ERROR_RESPONSES,
 }
 
@@ -68,15 +71,21 @@ class GenerationBody(Protocol):
 
 
 async def answer(service: ChatService, body: GenerationBody, *, rendering: Rendering, limits: RequestLimits,
-                 route: Route = "auto") -> Response:
-    """Answer `body` whole or as a stream; errors name `body.prompt_param` where the domain says messages."""
+                 receive: Receive, route: Route = "auto") -> Response:
+    """Answer `body` whole or as a stream; errors name `body.prompt_param` where the domain says messages.
+
+    The work is cancelled if the client leaves (`receive` says so) before the answer, or a stream's
+    first chunk, is ready; once a stream is sent, a failed send ends it.
+    """
     request = body.to_domain()
     check_prompt_size(request, limits, param=body.prompt_param)
     try:
         if body.stream:
-            opened = await service.open_stream(request, route=route)
+            opened = await unless_disconnected(receive, service.open_stream(request, route=route))
         else:
-            completion = await service.complete(request, route=route)
+            completion = await unless_disconnected(receive, service.complete(request, route=route))
+    except ClientDisconnected:
+        return Response(status_code=499)  # nobody reads it: the status is for the access log
     except DomainError as exc:
         if body.prompt_param != "messages" and exc.param is not None and exc.param.startswith("messages"):
             raise naming(exc, body.prompt_param) from exc  # the domain counts a prompt as messages

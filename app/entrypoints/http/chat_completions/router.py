@@ -2,7 +2,7 @@
 # No `from __future__ import annotations` here: FastAPI reads the
 # Annotated[..., Depends(...)] markers from the live signature.
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
 from app.entrypoints.http.auth import require_client_key
@@ -18,7 +18,7 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 @router.post("/v1/chat/completions", response_model=ChatCompletion,
              summary="Chat completion (OpenAI-compatible)")
 @router.post("/chat/completions", response_model=ChatCompletion, include_in_schema=False)
-async def chat_completions(body: ChatCompletionRequest, service: ChatServiceDep,
+async def chat_completions(request: Request, body: ChatCompletionRequest, service: ChatServiceDep,
                            limits: LimitsDep) -> Response:
     """A `chat.completion`, or `chat.completion.chunk` events when `stream` is true."""
-    return await answer(service, body, rendering=CHAT, limits=limits)
+    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive)

@@ -2,7 +2,7 @@
 # No `from __future__ import annotations` here: FastAPI reads the
 # Annotated[..., Depends(...)] markers from the live signature.
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from app.entrypoints.http.answer import GENERATION_RESPONSES, Rendering, answer
 from app.entrypoints.http.auth import require_client_key
@@ -19,6 +19,7 @@ TEXT = Rendering(whole=TextCompletion.of, events=text_events)
 @router.post("/v1/completions", response_model=TextCompletion,
              summary="Legacy prompt completion (autocomplete)")
 @router.post("/completions", response_model=TextCompletion, include_in_schema=False)
-async def completions(body: CompletionRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def completions(request: Request, body: CompletionRequest,
+                      service: ChatServiceDep, limits: LimitsDep) -> Response:
     """A `text_completion` for a raw prompt, streamed when `stream` is true."""
-    return await answer(service, body, rendering=TEXT, limits=limits)
+    return await answer(service, body, rendering=TEXT, limits=limits, receive=request.receive)

@@ -2,7 +2,7 @@
 # No `from __future__ import annotations` here: FastAPI reads the
 # Annotated[..., Depends(...)] markers from the live signature.
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
 from app.entrypoints.http.auth import require_client_key
@@ -17,12 +17,14 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 
 @router.post("/chat", response_model=ChatCompletion,
              summary="Chat through Groq (the local model when Groq is unavailable)")
-async def chat(body: PromptChatRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def chat(request: Request, body: PromptChatRequest,
+               service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt as an OpenAI `chat.completion`."""
-    return await answer(service, body, rendering=CHAT, limits=limits)
+    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive)
 
 
 @router.post("/local-chat", response_model=ChatCompletion, summary="Chat with the local CPU model")
-async def local_chat(body: PromptChatRequest, service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def local_chat(request: Request, body: PromptChatRequest,
+                     service: ChatServiceDep, limits: LimitsDep) -> Response:
     """Answer one prompt with the local model."""
-    return await answer(service, body, rendering=CHAT, limits=limits, route="local")
+    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive, route="local")

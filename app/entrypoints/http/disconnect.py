@@ -1,0 +1,59 @@
+"""A client that leaves cancels the work done for it (a whole answer, or a stream not yet begun).
+
+Starlette does not cancel a handler when its client goes away: a non-streamed
+request abandoned by its client would keep the local model generating, or an
+upstream call open, until it ends by itself. `unless_disconnected` races the
+work against the ASGI `http.disconnect` message and cancels the work when the
+client goes first (cancelling an httpx call closes its connection; cancelling
+local generation stops its decode loop).
+
+When a route handler runs, its body has been read in full, so the next message
+`receive` gives is `http.disconnect`: the server sends it when the client
+closes the connection (or after the response is complete, by which time the
+race is over). The limits middleware, which wraps `receive`, passes it on.
+A stream needs this only until its first chunk: once it is being sent, a send
+that fails (the client is gone) ends the stream and closes it. The watcher is
+cancelled when the work is done, without taking a message from `receive`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import anyio
+from starlette.types import Receive
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """The client closed its connection before the answer was ready; the work was cancelled."""
+
+
+async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+    """The result of `work`, or ClientDisconnected (and `work` cancelled) if the client leaves first."""
+    result: list[T] = []
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass  # a body message after the body: nothing a handler waits for
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            result.append(await work)
+        except Exception as exc:  # raised below as itself, not inside the task group's ExceptionGroup
+            failure = exc
+        group.cancel_scope.cancel()  # the watcher's job is done
+    if failure is not None:
+        raise failure
+    if not result:
+        log.info("client disconnected before its answer: work cancelled")
+        raise ClientDisconnected
+    return result[0]
