@@ -30,6 +30,7 @@ class ScriptedEngine:
         self.loads = 0
         self.encode_threads: list[int] = []  # thread id of each encode call
         self.tokens_emitted = 0
+        self.started = threading.Event()  # set whenever a generate call begins
         self.finished = threading.Event()  # set whenever a generate call returns
         self._fail_load = fail_load  # how many loads fail before one succeeds
         self._fail_generate = fail_generate
@@ -49,6 +50,7 @@ class ScriptedEngine:
 
     def generate(self, batch: Sequence[Job]) -> None:
         """Emit the script to every job of the batch, a token at a time."""
+        self.started.set()
         try:
             if self._fail_generate:
                 raise RuntimeError("the runtime crashed")

@@ -189,8 +189,7 @@ async def test_cancelling_complete_stops_the_generation() -> None:
     engine.gate.clear()
     provider = provider_over(engine, max_tokens=1000)
     answering = asyncio.create_task(provider.complete(ask()))
-    await wait_until(lambda: len(engine.encode_threads) == 1)
-    engine.finished.clear()
+    await wait_until(engine.started.is_set)  # generating, held before its first token
 
     answering.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -205,7 +204,6 @@ async def test_cancelling_complete_stops_the_generation() -> None:
 async def test_closing_an_open_stream_stops_the_generation() -> None:
     engine = ScriptedEngine(["word "] * 1000, pause=0.005)
     provider = provider_over(engine, max_tokens=1000)
-    engine.finished.clear()
 
     stream = await provider.open_stream(ask())
     await stream.aclose()
