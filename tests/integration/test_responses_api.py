@@ -14,7 +14,9 @@ import pytest
 from tests.support.fake_groq import Answer, FakeGroq, StreamError, tool_call_answer
 from tests.support.gateway import Gateway, served
 
-FIRST = "llama-3.3-70b-versatile"
+# The default GROQ_MODELS against the fake Groq's 2026 list: Llama 3.3 70B is retired, so the
+# default route is the next preferred live model.
+FIRST = "openai/gpt-oss-120b"
 LOCAL_MODEL = "local/SmolLM2-135M-Instruct"
 STREAM_ORDER = ["response.created", "response.in_progress", "response.output_item.added",
                 "response.content_part.added", "response.output_text.delta", "response.output_text.done",
