@@ -113,10 +113,24 @@ async def load(base_url: str, groq: FakeGroq, key: str, *, start: int, count: in
     return outcomes
 
 
-def report(label: str, pid: int, settle: float) -> tuple[int, int]:
+def connections_by_peer_port(pid: int) -> collections.Counter[int]:
+    """The server's established TCP connections, counted by the remote port (which peer holds them)."""
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+    peers: collections.Counter[int] = collections.Counter()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
+                peers[int(fields[2].rsplit(":", 1)[1], 16)] += 1
+    return peers
+
+
+def report(label: str, pid: int, settle: float, groq_port: int | None = None) -> tuple[int, int]:
     time.sleep(settle)  # abandoned work and closing connections finish first
     rss, fds = measure(pid)
-    print(f"{label:<14} RSS {rss / 1024:8.1f} MiB   open fds {fds}", flush=True)
+    upstream = f"   of which idle upstream keep-alive {connections_by_peer_port(pid)[groq_port]}" if groq_port else ""
+    print(f"{label:<14} RSS {rss / 1024:8.1f} MiB   open fds {fds}{upstream}", flush=True)
     return rss, fds
 
 
@@ -140,15 +154,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir, \
             AppServer(Path(workdir), env, extra_args=FLAGS) as server:
         key = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": ADMIN}).json()["api_key"]
-        report("start", server.pid, 0)
+        report("start", server.pid, 0, groq.port)
         warm = asyncio.run(load(server.base_url, groq, key, start=0, count=args.warmup,
                                 concurrency=args.concurrency, deadline=deadline))
-        warm_rss, warm_fds = report("after warm-up", server.pid, 6)
+        warm_rss, warm_fds = report("after warm-up", server.pid, 6, groq.port)
         soak_started = time.monotonic()
         outcomes = asyncio.run(load(server.base_url, groq, key, start=args.warmup, count=args.requests,
                                     concurrency=args.concurrency, deadline=deadline))
         elapsed = time.monotonic() - soak_started
-        end_rss, end_fds = report("end", server.pid, 6)
+        end_rss, end_fds = report("end", server.pid, 6, groq.port)
         alive = httpx.get(f"{server.base_url}/healthz").status_code
         log = server.log()
         errors = log.count("Traceback")
