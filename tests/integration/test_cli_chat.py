@@ -115,7 +115,11 @@ def test_model_and_groq_commands_choose_the_model(chat: pexpect.spawn, server: A
 
 
 def test_ctrl_c_at_the_prompt_and_ctrl_d_leave_cleanly(chat: pexpect.spawn) -> None:
+    chat.send("a draft")
     chat.sendintr()
+    # a command's own output, not a redraw of the old prompt, proves the line was cleared and read again
+    say(chat, "/model")
+    chat.expect_exact("model: server default")
     chat.expect_exact(PROMPT)
     assert chat.isalive()
 
