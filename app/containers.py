@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from dependency_injector import containers, providers
 from pydantic import SecretStr
 
 from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint, local_server_endpoint
+from app.adapters.openai_compatible.transport import open_http_client
 from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local.provider import LocalProvider
@@ -52,17 +52,6 @@ def llamacpp_engine(**kwargs: Any) -> LlamaCppEngine:
 
 # How long start-up waits for Groq's model list before serving (it goes on in the background).
 MODELS_STARTUP_WAIT_SECONDS = 3.0
-
-
-async def open_http_client(*, timeout: float | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """A pooled HTTP client for an upstream, closed with the app.
-
-    No per-read timeout by default: the adapter puts whole-attempt deadlines
-    around every call, and a per-read timeout would only cut long streams short.
-    """
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout),
-                                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)) as client:
-        yield client
 
 
 def reveal(secret: SecretStr | None) -> str | None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint
-from app.containers import open_http_client
+from app.adapters.openai_compatible.transport import open_http_client
 from app.domain.errors import (
     ModelRetired,
     UpstreamAuthFailed,

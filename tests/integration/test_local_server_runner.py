@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.adapters.openai_compatible import OpenAICompatibleProvider, local_server_endpoint
-from app.containers import open_http_client
+from app.adapters.openai_compatible.transport import open_http_client
 from app.domain.errors import UpstreamAuthFailed
 from app.domain.models import ChatMessage, ChatRequest
 from app.main import create_app
