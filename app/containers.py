@@ -10,7 +10,7 @@ from dependency_injector import containers, providers
 from pydantic import SecretStr
 
 from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint, local_server_endpoint
-from app.adapters.openai_compatible.transport import open_http_client
+from app.adapters.openai_compatible.transport import open_upstream_http
 from app.adapters.hmac_derived_key_store import HmacDerivedKeyStore
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.adapters.local.provider import LocalProvider
@@ -121,10 +121,10 @@ class Container(containers.DeclarativeContainer):
         ClientAddressPolicy, trust_proxy_headers=settings.provided.trust_proxy_headers,
         trusted_hops=settings.provided.trusted_proxy_hops)
 
-    http_client = providers.Resource(open_http_client)
+    upstream_http = providers.Resource(open_upstream_http)
     rate_limit_gate = providers.Singleton(RateLimitGate, clock=clock)
     groq_adapter = providers.Singleton(
-        OpenAICompatibleProvider, client=http_client, on_rate_limits=rate_limit_gate.provided.observe,
+        OpenAICompatibleProvider, http=upstream_http, on_rate_limits=rate_limit_gate.provided.observe,
         endpoint=providers.Callable(
             groq_endpoint, api_key=providers.Callable(reveal_or_empty, settings.provided.groq_api_key),
             base_url=settings.provided.groq_base_url,
@@ -149,14 +149,14 @@ class Container(containers.DeclarativeContainer):
             llamacpp_engine, source=local_source, threads=settings.provided.local_threads,
             context_tokens=settings.provided.local_context_tokens),
     )
-    local_http_client = providers.Resource(open_http_client)
+    local_http = providers.Resource(open_upstream_http)
     local = providers.Selector(
         providers.Callable(local_tier, settings.provided.local_runner),
         engine=providers.Singleton(
             LocalProvider, engine=local_engine, model_id=local_source.provided.model_id,
             max_tokens=settings.provided.local_max_tokens, max_queue=settings.provided.local_max_queue),
         server=providers.Singleton(
-            OpenAICompatibleProvider, client=local_http_client,
+            OpenAICompatibleProvider, http=local_http,
             endpoint=providers.Callable(
                 local_server_endpoint, base_url=settings.provided.local_server_url,
                 api_key=providers.Callable(reveal_or_empty, settings.provided.local_server_api_key),

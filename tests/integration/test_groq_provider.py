@@ -6,11 +6,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint
-from app.adapters.openai_compatible.transport import open_http_client
+from app.adapters.openai_compatible.transport import UpstreamHttp, open_upstream_http
 from app.domain.errors import (
     ModelRetired,
     UpstreamAuthFailed,
@@ -48,8 +47,8 @@ TOOL_CALLS = [{"id": "call_1", "type": "function",
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async for client in open_http_client():
+async def http() -> AsyncIterator[UpstreamHttp]:
+    async for client in open_upstream_http():
         yield client
 
 
@@ -63,12 +62,12 @@ class Recorder:
         self.seen.append((model, limits))
 
 
-def groq(fake: FakeGroq, http: httpx.AsyncClient, *, key: str = FAKE_GROQ_KEY, total: float = 5.0,
+def groq(fake: FakeGroq, http: UpstreamHttp, *, key: str = FAKE_GROQ_KEY, total: float = 5.0,
          first_chunk: float = 5.0, idle: float = 5.0, observer: Recorder | None = None,
          base_url: str | None = None) -> OpenAICompatibleProvider:
     endpoint = groq_endpoint(api_key=key, base_url=base_url or fake.base_url, total_seconds=total,
                              first_chunk_seconds=first_chunk, idle_seconds=idle)
-    return OpenAICompatibleProvider(client=http, endpoint=endpoint, on_rate_limits=observer)
+    return OpenAICompatibleProvider(http=http, endpoint=endpoint, on_rate_limits=observer)
 
 
 async def read_all(provider: OpenAICompatibleProvider, request: ChatRequest = HELLO,
@@ -82,7 +81,7 @@ async def read_all(provider: OpenAICompatibleProvider, request: ChatRequest = HE
 
 # --- whole answers ------------------------------------------------------------------------------
 
-async def test_success_maps_the_answer_reasoning_and_usage(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_success_maps_the_answer_reasoning_and_usage(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Answer("Paris is the capital.", reasoning="France's capital is Paris."))
 
     completion = await groq(fake_groq, http).complete(HELLO)
@@ -94,7 +93,7 @@ async def test_success_maps_the_answer_reasoning_and_usage(fake_groq: FakeGroq, 
     assert fake_groq.requests[0]["messages"] == [{"role": "user", "content": "hello"}]
 
 
-async def test_parameters_are_sent_in_groq_form(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_parameters_are_sent_in_groq_form(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     request = ChatRequest(messages=HELLO.messages, model=MODEL, max_tokens=50, temperature=0.2,
                           stop=("a", "b", "c", "d", "e", "f"), seed=7, reasoning_effort="low",
                           reasoning_format="parsed", include_reasoning=True)
@@ -108,7 +107,7 @@ async def test_parameters_are_sent_in_groq_form(fake_groq: FakeGroq, http: httpx
     assert (sent["reasoning_effort"], sent["reasoning_format"], sent["include_reasoning"]) == ("low", "parsed", True)
 
 
-async def test_hidden_reasoning_is_not_invented(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_hidden_reasoning_is_not_invented(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     completion = await groq(fake_groq, http).complete(
         ChatRequest(messages=HELLO.messages, model=MODEL, reasoning_format="hidden"))
 
@@ -116,7 +115,7 @@ async def test_hidden_reasoning_is_not_invented(fake_groq: FakeGroq, http: httpx
     assert completion.text == "Hello from fake Groq!"
 
 
-async def test_tool_calls_come_back_with_their_finish_reason(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_tool_calls_come_back_with_their_finish_reason(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Answer(tool_calls=TOOL_CALLS, finish_reason="tool_calls"))
 
     completion = await groq(fake_groq, http).complete(HELLO)
@@ -125,7 +124,7 @@ async def test_tool_calls_come_back_with_their_finish_reason(fake_groq: FakeGroq
     assert completion.tool_calls == tuple(TOOL_CALLS)
 
 
-async def test_401_is_the_servers_credentials_problem(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_401_is_the_servers_credentials_problem(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     with pytest.raises(UpstreamAuthFailed) as caught:
         await groq(fake_groq, http, key="gsk_wrongKEY123").complete(HELLO)
 
@@ -134,13 +133,13 @@ async def test_401_is_the_servers_credentials_problem(fake_groq: FakeGroq, http:
 
 
 @pytest.mark.parametrize("model", ["llama-3.3-70b-versatile", "llama3-70b-8192", "no-such-model"])
-async def test_retired_and_unknown_models_are_reported_as_retired(fake_groq: FakeGroq, http: httpx.AsyncClient,
+async def test_retired_and_unknown_models_are_reported_as_retired(fake_groq: FakeGroq, http: UpstreamHttp,
                                                                   model: str) -> None:
     with pytest.raises(ModelRetired):
         await groq(fake_groq, http).complete(HELLO.with_model(model))
 
 
-async def test_429_carries_retry_after_and_the_limits(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_429_carries_retry_after_and_the_limits(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(rate_limited(kind="tokens", retry_after="7", reset_tokens="7.66s"))
     observer = Recorder()
 
@@ -153,7 +152,7 @@ async def test_429_carries_retry_after_and_the_limits(fake_groq: FakeGroq, http:
                                                 retry_after_seconds=7.0))]
 
 
-async def test_every_answer_reports_its_limits(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_every_answer_reports_its_limits(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.limits(MODEL).remaining_requests = 5
     observer = Recorder()
 
@@ -166,7 +165,7 @@ async def test_every_answer_reports_its_limits(fake_groq: FakeGroq, http: httpx.
 
 @pytest.mark.parametrize("header, expected", [("inf", 3600.0), ("1e308", 3600.0), ("nan", None), ("-5", None),
                                               ("soon", None), ("2.5", 2.5)])
-async def test_retry_after_is_finite_and_capped(fake_groq: FakeGroq, http: httpx.AsyncClient, header: str,
+async def test_retry_after_is_finite_and_capped(fake_groq: FakeGroq, http: UpstreamHttp, header: str,
                                                 expected: float | None) -> None:
     fake_groq.script(Fail(429, groq_error("slow down", code="rate_limit_exceeded"), headers={"retry-after": header}))
 
@@ -183,7 +182,7 @@ async def test_retry_after_is_finite_and_capped(fake_groq: FakeGroq, http: httpx
     Fail(408, groq_error("Request timed out", type_="timeout")),
     Fail(498, groq_error("Flex tier capacity exceeded", code="capacity_exceeded")),
 ])
-async def test_server_errors_mean_unavailable(fake_groq: FakeGroq, http: httpx.AsyncClient, failure: Fail) -> None:
+async def test_server_errors_mean_unavailable(fake_groq: FakeGroq, http: UpstreamHttp, failure: Fail) -> None:
     fake_groq.script(failure)
 
     with pytest.raises(UpstreamUnavailable) as caught:
@@ -193,7 +192,7 @@ async def test_server_errors_mean_unavailable(fake_groq: FakeGroq, http: httpx.A
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])
-async def test_client_errors_are_passed_on_with_groqs_message(fake_groq: FakeGroq, http: httpx.AsyncClient,
+async def test_client_errors_are_passed_on_with_groqs_message(fake_groq: FakeGroq, http: UpstreamHttp,
                                                               status: int) -> None:
     fake_groq.script(Fail(status, groq_error("`logprobs` is not supported with this model", param="logprobs",
                                              code="unsupported")))
@@ -205,7 +204,7 @@ async def test_client_errors_are_passed_on_with_groqs_message(fake_groq: FakeGro
     assert "logprobs" in caught.value.message
 
 
-async def test_groqs_own_validation_is_passed_on(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_groqs_own_validation_is_passed_on(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     with pytest.raises(UpstreamRejected) as caught:
         await groq(fake_groq, http).complete(HELLO.__class__(messages=HELLO.messages, model=MODEL,
                                                              reasoning_effort="none"))
@@ -219,14 +218,14 @@ async def test_groqs_own_validation_is_passed_on(fake_groq: FakeGroq, http: http
     '{"choices": [{"message": {"content": "hi", "tool_calls": "x"}}]}',
     '{"choices": [{"message": {"content": "hi"}, "finish_reason": 3}]}',
 ])
-async def test_malformed_answers_are_unavailable(fake_groq: FakeGroq, http: httpx.AsyncClient, body: str) -> None:
+async def test_malformed_answers_are_unavailable(fake_groq: FakeGroq, http: UpstreamHttp, body: str) -> None:
     fake_groq.script(Raw(body))
 
     with pytest.raises(UpstreamUnavailable, match="not|no "):
         await groq(fake_groq, http).complete(HELLO)
 
 
-async def test_an_error_code_of_the_wrong_type_is_dropped(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_an_error_code_of_the_wrong_type_is_dropped(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Fail(400, {"error": {"message": "bad", "code": ["a", "list"], "param": {"x": 1}}}))
 
     with pytest.raises(UpstreamRejected) as caught:
@@ -236,7 +235,7 @@ async def test_an_error_code_of_the_wrong_type_is_dropped(fake_groq: FakeGroq, h
 
 
 async def test_a_lone_surrogate_in_an_answer_becomes_a_replacement_character(
-        fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+        fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Raw('{"model": "m", "choices": [{"message": {"content": "a\\ud800b \\ud83d\\ude00"}}]}'))
 
     completion = await groq(fake_groq, http).complete(HELLO)
@@ -245,14 +244,14 @@ async def test_a_lone_surrogate_in_an_answer_becomes_a_replacement_character(
     completion.text.encode("utf-8")  # what the client gets must be encodable
 
 
-async def test_an_answer_too_large_is_refused(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_an_answer_too_large_is_refused(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Huge(size=9 * 1024 * 1024))
 
     with pytest.raises(UpstreamUnavailable, match="over"):
         await groq(fake_groq, http).complete(HELLO)
 
 
-async def test_connection_refused_is_unavailable(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_unavailable(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     provider = groq(fake_groq, http, base_url=f"http://127.0.0.1:{free_port()}/openai/v1")
 
     with pytest.raises(UpstreamUnavailable):
@@ -261,7 +260,7 @@ async def test_connection_refused_is_unavailable(fake_groq: FakeGroq, http: http
 
 # --- deadlines and cancellation -----------------------------------------------------------------
 
-async def test_a_stalled_answer_times_out(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_a_stalled_answer_times_out(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Stall(3))
 
     with pytest.raises(UpstreamTimeout, match="within 0.5 s"):
@@ -270,7 +269,7 @@ async def test_a_stalled_answer_times_out(fake_groq: FakeGroq, http: httpx.Async
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_an_answer_dripped_one_byte_every_2_s_is_cut_off_at_the_deadline(
-        fake_groq: FakeGroq, http: httpx.AsyncClient, stream: bool) -> None:
+        fake_groq: FakeGroq, http: UpstreamHttp, stream: bool) -> None:
     fake_groq.script(Drip(interval=2.0))  # one byte every 2 s: a whole answer would take many minutes
     provider = groq(fake_groq, http, total=3.0, first_chunk=3.0, idle=3.0)
     started = time.monotonic()
@@ -285,14 +284,14 @@ async def test_an_answer_dripped_one_byte_every_2_s_is_cut_off_at_the_deadline(
 
 
 async def test_a_stream_with_no_first_chunk_in_time_times_out(fake_groq: FakeGroq,
-                                                               http: httpx.AsyncClient) -> None:
+                                                               http: UpstreamHttp) -> None:
     fake_groq.script(Stall(3))
 
     with pytest.raises(UpstreamTimeout, match="no answer within 0.5 s"):
         await groq(fake_groq, http, first_chunk=0.5).open_stream(HELLO)
 
 
-async def test_a_stream_that_goes_quiet_midway_times_out(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_a_stream_that_goes_quiet_midway_times_out(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(PauseMidStream(chunks=2, seconds=3))
     received: list[Chunk] = []
 
@@ -302,7 +301,7 @@ async def test_a_stream_that_goes_quiet_midway_times_out(fake_groq: FakeGroq, ht
     assert "".join(c.text for c in received) == "Hello from "
 
 
-async def test_abandoned_requests_give_their_connections_back(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_abandoned_requests_give_their_connections_back(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     """120 requests abandoned while Groq stalls (more than the pool's 100 connections); the next is served."""
     fake_groq.script(*[Stall(8)] * 120)
     provider = groq(fake_groq, http, total=60)
@@ -325,7 +324,7 @@ async def test_abandoned_requests_give_their_connections_back(fake_groq: FakeGro
 # --- streams ------------------------------------------------------------------------------------
 
 async def test_stream_yields_text_then_usage_from_the_last_chunk(fake_groq: FakeGroq,
-                                                                 http: httpx.AsyncClient) -> None:
+                                                                 http: UpstreamHttp) -> None:
     fake_groq.script(Answer("one two three", reasoning=""))
 
     chunks = await read_all(groq(fake_groq, http))
@@ -338,7 +337,7 @@ async def test_stream_yields_text_then_usage_from_the_last_chunk(fake_groq: Fake
     assert fake_groq.requests[0]["stream_options"] == {"include_usage": True}
 
 
-async def test_stream_reasoning_comes_apart_from_the_text(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_stream_reasoning_comes_apart_from_the_text(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Answer("Paris.", reasoning="The capital of France is Paris."))
 
     chunks = await read_all(groq(fake_groq, http))
@@ -347,7 +346,7 @@ async def test_stream_reasoning_comes_apart_from_the_text(fake_groq: FakeGroq, h
     assert "".join(c.text for c in chunks) == "Paris."
 
 
-async def test_streamed_tool_calls_keep_their_indexes(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_streamed_tool_calls_keep_their_indexes(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Answer(tool_calls=TOOL_CALLS, finish_reason="tool_calls", reasoning=""))
 
     chunks = await read_all(groq(fake_groq, http))
@@ -368,7 +367,7 @@ async def test_streamed_tool_calls_keep_their_indexes(fake_groq: FakeGroq, http:
     (EndsEarly(chunks=2, missing="finish"), "without a finish_reason"),
 ])
 async def test_a_stream_that_stops_early_never_ends_like_a_whole_answer(
-        fake_groq: FakeGroq, http: httpx.AsyncClient, failure: object, reason: str) -> None:
+        fake_groq: FakeGroq, http: UpstreamHttp, failure: object, reason: str) -> None:
     fake_groq.script(failure)
     received: list[Chunk] = []
 
@@ -384,7 +383,7 @@ async def test_a_stream_that_stops_early_never_ends_like_a_whole_answer(
     ['data: {"choices": [{"delta": {"content": 7}}]}'], ["data: not json"],
     ['event: error\ndata: {"error": {"message": "x", "code": ["list"]}}'],
 ])
-async def test_malformed_stream_events_are_unavailable(fake_groq: FakeGroq, http: httpx.AsyncClient,
+async def test_malformed_stream_events_are_unavailable(fake_groq: FakeGroq, http: UpstreamHttp,
                                                        events: list[str]) -> None:
     fake_groq.script(RawStream(events))
 
@@ -392,14 +391,14 @@ async def test_malformed_stream_events_are_unavailable(fake_groq: FakeGroq, http
         await read_all(groq(fake_groq, http))
 
 
-async def test_an_endless_stream_event_is_refused(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_an_endless_stream_event_is_refused(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     fake_groq.script(Huge(size=2 * 1024 * 1024))
 
     with pytest.raises(UpstreamUnavailable, match="over"):
         await read_all(groq(fake_groq, http))
 
 
-async def test_the_model_list_is_read_without_inactive_models(fake_groq: FakeGroq, http: httpx.AsyncClient) -> None:
+async def test_the_model_list_is_read_without_inactive_models(fake_groq: FakeGroq, http: UpstreamHttp) -> None:
     models = await groq(fake_groq, http).list_models()
 
     assert [m.id for m in models][:3] == ["openai/gpt-oss-120b", "openai/gpt-oss-20b", "qwen/qwen3.8-27b"]

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.adapters.openai_compatible import OpenAICompatibleProvider, local_server_endpoint
-from app.adapters.openai_compatible.transport import open_http_client
+from app.adapters.openai_compatible.transport import UpstreamHttp, open_upstream_http
 from app.domain.errors import UpstreamAuthFailed
 from app.domain.models import ChatMessage, ChatRequest
 from app.main import create_app
@@ -70,13 +70,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def provider(http: httpx.AsyncClient, base_url: str, key: str = SERVER_KEY) -> OpenAICompatibleProvider:
-    return OpenAICompatibleProvider(client=http, endpoint=local_server_endpoint(
+def provider(http: UpstreamHttp, base_url: str, key: str = SERVER_KEY) -> OpenAICompatibleProvider:
+    return OpenAICompatibleProvider(http=http, endpoint=local_server_endpoint(
         base_url=base_url, api_key=key, model=ALIAS, timeout_seconds=60))
 
 
 async def test_the_adapter_answers_whole_and_streamed_from_the_server(llama_server: str) -> None:
-    async for http in open_http_client():  # the app's own pool: deadlines are the adapter's
+    async for http in open_upstream_http():  # the app's own pool: deadlines are the adapter's
         local = provider(http, llama_server)
         completion = await local.complete(ASK)
         async with await local.open_stream(ASK) as stream:

@@ -19,6 +19,7 @@ import httpx
 from app.adapters.openai_compatible.errors import ErrorMapper, Scrubber
 from app.adapters.openai_compatible.rate_limit_headers import rate_limits_from_headers
 from app.adapters.openai_compatible.sse import SseReader
+from app.adapters.openai_compatible.transport import UpstreamHttp
 from app.adapters.openai_compatible.wire import (
     Malformed,
     chunk_from_wire,
@@ -68,11 +69,12 @@ RateLimitObserver = Callable[[str, RateLimits], None]
 class OpenAICompatibleProvider:
     """Sends chat requests to one OpenAI-compatible upstream; maps its failures to domain errors."""
 
-    def __init__(self, *, client: httpx.AsyncClient, endpoint: Endpoint,
+    def __init__(self, *, http: UpstreamHttp, endpoint: Endpoint,
                  on_rate_limits: RateLimitObserver | None = None) -> None:
-        self._client = client
+        self._http = http
         self._endpoint = endpoint
-        self._base = endpoint.base_url.rstrip("/")
+        self._chat_url = http.url(endpoint.base_url, "/chat/completions")
+        self._models_url = http.url(endpoint.base_url, "/models")
         self._errors = ErrorMapper(label=endpoint.label, key_setting=endpoint.key_setting,
                                    scrub=Scrubber(endpoint.api_key))
         self._on_rate_limits = on_rate_limits
@@ -108,8 +110,8 @@ class OpenAICompatibleProvider:
         total = self._endpoint.deadlines.total
         try:
             async with asyncio.timeout(total):
-                async with self._client.stream("POST", f"{self._base}/chat/completions", json=payload,
-                                               headers=self._headers()) as response:
+                async with self._http.open("POST", self._chat_url, json=payload,
+                                           headers=self._headers()) as response:
                     self._observe(model, response)
                     body = await self._read(response)
         except TimeoutError:
@@ -143,8 +145,7 @@ class OpenAICompatibleProvider:
         """The upstream's `GET /models`: the models it serves now."""
         try:
             async with asyncio.timeout(self._endpoint.deadlines.total):
-                async with self._client.stream("GET", f"{self._base}/models",
-                                               headers=self._headers()) as response:
+                async with self._http.open("GET", self._models_url, headers=self._headers()) as response:
                     body = await self._read(response)
         except (TimeoutError, httpx.HTTPError) as exc:
             raise UpstreamUnavailable(f"cannot list {self._endpoint.label}'s models ({type(exc).__name__})",
@@ -159,9 +160,8 @@ class OpenAICompatibleProvider:
     async def _chunks(self, model: str | None, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         label, idle = self._endpoint.label, self._endpoint.deadlines.idle
         try:
-            async with self._client.stream("POST", f"{self._base}/chat/completions",
-                                           json=self._payload(model, request, stream=True),
-                                           headers=self._headers()) as response:
+            async with self._http.open("POST", self._chat_url, json=self._payload(model, request, stream=True),
+                                       headers=self._headers()) as response:
                 self._observe(model, response)
                 if response.status_code != 200:
                     raise self._errors(response.status_code, response.headers, await self._read(response))
