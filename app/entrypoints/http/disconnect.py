@@ -18,11 +18,11 @@ cancelled when the work is done, without taking a message from `receive`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
-import anyio
 from starlette.types import Receive
 
 log = logging.getLogger(__name__)
@@ -35,25 +35,36 @@ class ClientDisconnected(Exception):
 
 
 async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
-    """The result of `work`, or ClientDisconnected (and `work` cancelled) if the client leaves first."""
-    result: list[T] = []
-    failure: Exception | None = None
-    async with anyio.create_task_group() as group:
+    """The result of `work`, or ClientDisconnected (and `work` cancelled) if the client leaves first.
 
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass  # a body message after the body: nothing a handler waits for
-            group.cancel_scope.cancel()
+    Plain asyncio: the watcher cancels this task, which cancels `work` where it waits. (An anyio
+    task group did the same at about 0.1 ms a request, on the hottest path.)
+    """
+    this = asyncio.current_task()
+    assert this is not None
+    gone = False
 
-        group.start_soon(watch)
-        try:
-            result.append(await work)
-        except Exception as exc:  # raised below as itself, not inside the task group's ExceptionGroup
-            failure = exc
-        group.cancel_scope.cancel()  # the watcher's job is done
-    if failure is not None:
-        raise failure
-    if not result:
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass  # a body message after the body: nothing a handler waits for
+        gone = True
+        this.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        result = await work
+    except asyncio.CancelledError:
+        if not gone or this.uncancel() > 0:  # cancelled from elsewhere as well: that wins
+            raise
         log.info("client disconnected before its answer: work cancelled")
-        raise ClientDisconnected
-    return result[0]
+        raise ClientDisconnected from None
+    except BaseException:
+        if gone:  # the work turned the cancellation into its own failure: the request is not cancelled
+            this.uncancel()
+        raise
+    finally:
+        watcher.cancel()
+    if gone:
+        this.uncancel()
+    return result

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
 from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.chat_completions.wire import ChatCompletionRequest
-from app.entrypoints.http.deps import ChatServiceDep, LimitsDep
 from app.entrypoints.http.json_codec import StrictJSONRoute
 from app.entrypoints.http.wire import ChatCompletion
 
@@ -18,7 +17,6 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 @router.post("/v1/chat/completions", response_model=ChatCompletion,
              summary="Chat completion (OpenAI-compatible)")
 @router.post("/chat/completions", response_model=ChatCompletion, include_in_schema=False)
-async def chat_completions(request: Request, body: ChatCompletionRequest, service: ChatServiceDep,
-                           limits: LimitsDep) -> Response:
+async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
     """A `chat.completion`, or `chat.completion.chunk` events when `stream` is true."""
-    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive)
+    return await answer(request, body, rendering=CHAT)

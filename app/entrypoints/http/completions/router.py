@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.entrypoints.http.answer import GENERATION_RESPONSES, Rendering, answer
 from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.completions.wire import CompletionRequest, TextCompletion, text_events
-from app.entrypoints.http.deps import ChatServiceDep, LimitsDep
 from app.entrypoints.http.json_codec import StrictJSONRoute
 
 router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_client_key)],
@@ -19,7 +18,6 @@ TEXT = Rendering(whole=TextCompletion.of, events=text_events)
 @router.post("/v1/completions", response_model=TextCompletion,
              summary="Legacy prompt completion (autocomplete)")
 @router.post("/completions", response_model=TextCompletion, include_in_schema=False)
-async def completions(request: Request, body: CompletionRequest,
-                      service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def completions(request: Request, body: CompletionRequest) -> Response:
     """A `text_completion` for a raw prompt, streamed when `stream` is true."""
-    return await answer(service, body, rendering=TEXT, limits=limits, receive=request.receive)
+    return await answer(request, body, rendering=TEXT)

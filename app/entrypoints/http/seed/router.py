@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
 from app.entrypoints.http.auth import require_client_key
-from app.entrypoints.http.deps import ChatServiceDep, LimitsDep
 from app.entrypoints.http.json_codec import StrictJSONRoute
 from app.entrypoints.http.seed.wire import PromptChatRequest
 from app.entrypoints.http.wire import ChatCompletion
@@ -17,14 +16,12 @@ router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_cl
 
 @router.post("/chat", response_model=ChatCompletion,
              summary="Chat through Groq (the local model when Groq is unavailable)")
-async def chat(request: Request, body: PromptChatRequest,
-               service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def chat(request: Request, body: PromptChatRequest) -> Response:
     """Answer one prompt as an OpenAI `chat.completion`."""
-    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive)
+    return await answer(request, body, rendering=CHAT)
 
 
 @router.post("/local-chat", response_model=ChatCompletion, summary="Chat with the local CPU model")
-async def local_chat(request: Request, body: PromptChatRequest,
-                     service: ChatServiceDep, limits: LimitsDep) -> Response:
+async def local_chat(request: Request, body: PromptChatRequest) -> Response:
     """Answer one prompt with the local model."""
-    return await answer(service, body, rendering=CHAT, limits=limits, receive=request.receive, route="local")
+    return await answer(request, body, rendering=CHAT, route="local")
