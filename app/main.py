@@ -17,7 +17,7 @@ from app.containers import Container
 from app.domain.errors import KeyStoreUnavailable
 from app.domain.keys import KeyRotationService
 from app.entrypoints.http import auth, observability
-from app.entrypoints.http.client_key import ClientKeyMiddleware
+from app.entrypoints.http.client_key import ClientKeyMiddleware, declare_client_key
 from app.entrypoints.http.errors import install_error_handlers
 from app.entrypoints.http.limits import install_limits
 from app.entrypoints.http.routes import ROUTER_MODULES, include_routers
@@ -89,4 +89,5 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     observability.install_observability(app, telemetry=telemetry, log_format=settings.log_format,
                                         log_prompts=settings.log_prompts)
     include_routers(app)
+    declare_client_key(app)
     return app

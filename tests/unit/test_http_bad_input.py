@@ -164,6 +164,12 @@ def test_the_openapi_document_declares_the_envelope_and_no_422(client: TestClien
         if path != "/healthz":
             assert op["responses"]["4XX"]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/ErrorResponse"}, path
+    security = {path: op.get("security") for path, op in operations}
+    assert security["/v1/chat/completions"] == [{"bearer": []}, {"x-api-key": []}, {"api-key": []}]
+    assert security["/chat"] == security["/v1/models"] == security["/v1/chat/completions"]
+    assert security["/healthz"] is None and security["/current-key"] is None  # open, or the admin secret
+    assert document["components"]["securitySchemes"]["x-api-key"] == {
+        "type": "apiKey", "in": "header", "name": "x-api-key", "description": "The seed's header"}
     chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert chat["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatCompletion"}
     assert "text/event-stream" in chat

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from fastapi import routing
+from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -82,3 +82,36 @@ class ClientKeyMiddleware:
                              if (dependant := getattr(route, "dependant", None)) is not None
                              and depends_on(dependant, require_client_key)]
         return any(route.matches(scope)[0] is Match.FULL for route in self._guarded)
+
+
+# Where a client key may go, as the OpenAPI document declares it (Swagger UI's "Authorize").
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer sk-...` (OpenAI clients)"},
+    "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The seed's header"},
+    "api-key": {"type": "apiKey", "in": "header", "name": "api-key", "description": "Azure-style clients"},
+}
+
+
+def declare_client_key(app: FastAPI) -> None:
+    """Make `app`'s OpenAPI document say which operations need the client key, and where it goes.
+
+    Declared in the document, not as header parameters of `require_client_key`: parameters
+    would be looked up by FastAPI on every request.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()  # FastAPI keeps it as app.openapi_schema
+            document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            guarded = [route for route in served_routes(app.routes)
+                       if (dependant := getattr(route, "dependant", None)) is not None
+                       and depends_on(dependant, require_client_key)]
+            for route in guarded:
+                operations = document["paths"].get(route.path_format, {})
+                for method in route.methods or ():
+                    if (operation := operations.get(method.lower())) is not None:
+                        operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
