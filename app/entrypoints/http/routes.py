@@ -15,8 +15,9 @@ from app.entrypoints.http.responses import router as responses
 from app.entrypoints.http.seed import router as seed
 from app.entrypoints.http.web import router as web
 
-# The modules the container wires (their routes use Provide[...] markers).
-ROUTER_MODULES: tuple[ModuleType, ...] = (seed, admin, chat_completions, completions, responses, models,
+# The modules the container wires (their routes use Provide[...] markers). The order is the
+# order routes are tried: the proxy routes first, as most requests are theirs (paths don't overlap).
+ROUTER_MODULES: tuple[ModuleType, ...] = (chat_completions, responses, completions, seed, models, admin,
                                           health, web)
 
 
