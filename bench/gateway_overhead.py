@@ -340,21 +340,30 @@ def measure(target: Target, seconds: int, script: Path) -> dict:
     return results
 
 
+CELL_HEADER = (f"{'target':<20} {'mode':<6} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} "
+               f"{'+p99 ms':>8} {'req/s':>8} {'failed':>6}")
+
+
+def print_cells(label: str, results: dict, direct: dict) -> None:
+    """One target's wrk rows, printed as soon as it is measured (a later target may fail or hang)."""
+    for (streamed, connections), cell in results["cells"].items():
+        base = direct["cells"][(streamed, connections)]
+        added = "" if label == "direct" else f"{cell.p50_ms - base.p50_ms:8.2f} {cell.p99_ms - base.p99_ms:8.2f}"
+        print(f"{label:<20} {'stream' if streamed else 'whole':<6} {connections:>4} {cell.p50_ms:8.2f} "
+              f"{cell.p99_ms:8.2f} {added or ' ' * 17:>17} {cell.rps:8.0f} {cell.failed:>6}", flush=True)
+
+
 def report(all_results: dict[str, dict | None]) -> None:
+    """The summary: every target's rows again, then time to first byte and RSS, then the worker ratio."""
     direct = all_results["direct"]
     assert direct is not None
     print()
-    print(f"{'target':<20} {'mode':<6} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
-          f"{'req/s':>8} {'failed':>6}")
+    print(CELL_HEADER)
     for label, results in all_results.items():
         if results is None:
-            print(f"{label:<20} not installed")
+            print(f"{label:<20} not measured")
             continue
-        for (streamed, connections), cell in results["cells"].items():
-            base = direct["cells"][(streamed, connections)]
-            added = "" if label == "direct" else f"{cell.p50_ms - base.p50_ms:8.2f} {cell.p99_ms - base.p99_ms:8.2f}"
-            print(f"{label:<20} {'stream' if streamed else 'whole':<6} {connections:>4} {cell.p50_ms:8.2f} "
-                  f"{cell.p99_ms:8.2f} {added or ' ' * 17:>17} {cell.rps:8.0f} {cell.failed:>6}")
+        print_cells(label, results, direct)
     print()
     print(f"{'target':<20} {'TTFB p50':>9} {'TTFB p99':>9} {'+p50 ms':>8} {'+p99 ms':>8} {'RSS MB':>8}")
     for label, results in all_results.items():
@@ -395,6 +404,8 @@ def main() -> None:
             wait_for_port(up_port, upstream, 10)
             print(f"canned upstream on {up_port}; {args.duration} s per cell", flush=True)
             results["direct"] = measure(Target("direct", up_port, "/chat/completions", "x"), args.duration, script)
+            print(CELL_HEADER, flush=True)
+            print_cells("direct", results["direct"], results["direct"])
             for workers in (int(w) for w in args.workers.split(",")):
                 proc, port, key = start_gateway(up_port, workers, tmp)
                 running.append(proc)
@@ -402,6 +413,7 @@ def main() -> None:
                 print(f"measuring {label}", flush=True)
                 results[label] = measure(Target(label, port, "/v1/chat/completions", key, proc.pid),
                                          args.duration, script)
+                print_cells(label, results[label], results["direct"])
                 stop(proc)
             started = None if args.no_litellm else start_litellm(up_port, tmp)
             if started is None:
@@ -412,6 +424,7 @@ def main() -> None:
                 print("measuring litellm proxy", flush=True)
                 results["litellm proxy"] = measure(Target("litellm proxy", port, "/v1/chat/completions", key,
                                                           proc.pid), args.duration, script)
+                print_cells("litellm proxy", results["litellm proxy"], results["direct"])
                 stop(proc)
         finally:
             for proc in running:
