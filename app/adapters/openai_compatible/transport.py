@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic_core import to_json
@@ -64,6 +65,16 @@ def _unmasked(exc: httpx.TimeoutException, *, connecting: bool) -> httpx.Transpo
     return (httpx.ConnectError if connecting else httpx.ReadError)(str(exc))
 
 
+def pooled_session() -> aiohttp.ClientSession:
+    """The aiohttp session under the transport: httpx-aiohttp's pool, and proxies from the environment.
+
+    `trust_env` keeps what httpx's client did: HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured.
+    """
+    connector = aiohttp.TCPConnector(limit=LIMITS.max_connections or 0, keepalive_timeout=LIMITS.keepalive_expiry,
+                                     ssl=httpx.create_ssl_context())
+    return aiohttp.ClientSession(connector=connector, trust_env=True)
+
+
 class UpstreamHttp:
     """Sends requests straight to the pooled transport: httpx's Request and Response, no client layer.
 
@@ -105,7 +116,7 @@ async def open_upstream_http() -> AsyncIterator[UpstreamHttp]:
     No per-read timeout: the adapter puts whole-attempt deadlines around every call, and a
     per-read timeout would only cut long streams short.
     """
-    http = UpstreamHttp(ConnectionFailuresAsSuch(limits=LIMITS))
+    http = UpstreamHttp(ConnectionFailuresAsSuch(limits=LIMITS, client=pooled_session))
     try:
         yield http
     finally:

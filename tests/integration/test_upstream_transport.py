@@ -1,0 +1,68 @@
+"""The adapter's HTTP sender over real loopback sockets: proxies from the environment, failures named right."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from app.adapters.openai_compatible import OpenAICompatibleProvider, groq_endpoint
+from app.adapters.openai_compatible.transport import open_upstream_http
+from app.domain.errors import UpstreamTimeout, UpstreamUnavailable
+from app.domain.models import ChatMessage, ChatRequest
+from tests.support.net import free_port
+
+HELLO = ChatRequest(messages=(ChatMessage(role="user", content="hello"),), model="openai/gpt-oss-120b")
+ANSWER = json.dumps({
+    "id": "chatcmpl-proxied", "object": "chat.completion", "created": 1, "model": "openai/gpt-oss-120b",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "via the proxy"},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}}).encode()
+
+
+class ForwardProxy:
+    """A plain-HTTP forward proxy that answers every request itself and records its request line."""
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        self.request_lines.append(lines[0])
+        length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     + f"content-length: {len(ANSWER)}\r\nconnection: close\r\n\r\n".encode() + ANSWER)
+        await writer.drain()
+        writer.close()
+
+
+def provider(http, base_url: str) -> OpenAICompatibleProvider:  # type: ignore[no-untyped-def]
+    return OpenAICompatibleProvider(http=http, endpoint=groq_endpoint(
+        api_key="gsk_transport_test", base_url=base_url, total_seconds=5, first_chunk_seconds=5, idle_seconds=5))
+
+
+async def test_the_proxy_from_the_environment_carries_upstream_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = ForwardProxy()
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with server:
+        async for http in open_upstream_http():
+            completion = await provider(http, "http://groq.invalid/openai/v1").complete(HELLO)
+
+    assert completion.text == "via the proxy"
+    assert proxy.request_lines == ["POST http://groq.invalid/openai/v1/chat/completions HTTP/1.1"]
+
+
+async def test_a_refused_connection_is_a_connection_failure_not_a_timeout() -> None:
+    async for http in open_upstream_http():
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await provider(http, f"http://127.0.0.1:{free_port()}/openai/v1").complete(HELLO)
+
+    assert not isinstance(raised.value, UpstreamTimeout)
+    assert raised.value.kind == "connection"
