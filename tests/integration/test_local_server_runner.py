@@ -91,7 +91,7 @@ async def test_the_adapter_answers_whole_and_streamed_from_the_server(llama_serv
 
 
 async def test_a_wrong_key_is_the_servers_configuration_problem(llama_server: str) -> None:
-    async with httpx.AsyncClient() as http:
+    async for http in open_upstream_http():
         with pytest.raises(UpstreamAuthFailed, match="LOCAL_SERVER_API_KEY"):
             await provider(http, llama_server, key="sk-wrong-wrong-wrong").complete(ASK)
 
