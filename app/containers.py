@@ -121,16 +121,17 @@ class Container(containers.DeclarativeContainer):
         ClientAddressPolicy, trust_proxy_headers=settings.provided.trust_proxy_headers,
         trusted_hops=settings.provided.trusted_proxy_hops)
 
-    upstream_http = providers.Resource(open_upstream_http)
+    groq_endpoint_config = providers.Singleton(
+        groq_endpoint, api_key=providers.Callable(reveal_or_empty, settings.provided.groq_api_key),
+        base_url=settings.provided.groq_base_url,
+        total_seconds=settings.provided.groq_timeout_seconds,
+        first_chunk_seconds=settings.provided.groq_first_chunk_timeout_seconds,
+        idle_seconds=settings.provided.groq_stream_idle_timeout_seconds)
+    upstream_http = providers.Resource(open_upstream_http, base_url=groq_endpoint_config.provided.base_url)
     rate_limit_gate = providers.Singleton(RateLimitGate, clock=clock)
     groq_adapter = providers.Singleton(
         OpenAICompatibleProvider, http=upstream_http, on_rate_limits=rate_limit_gate.provided.observe,
-        endpoint=providers.Callable(
-            groq_endpoint, api_key=providers.Callable(reveal_or_empty, settings.provided.groq_api_key),
-            base_url=settings.provided.groq_base_url,
-            total_seconds=settings.provided.groq_timeout_seconds,
-            first_chunk_seconds=settings.provided.groq_first_chunk_timeout_seconds,
-            idle_seconds=settings.provided.groq_stream_idle_timeout_seconds))
+        endpoint=groq_endpoint_config)
     model_catalog = providers.Singleton(
         ModelCatalog, lister=groq_adapter, clock=clock, preferred=settings.provided.groq_model_list.call(),
         refresh_seconds=settings.provided.groq_models_refresh_seconds)
@@ -149,7 +150,7 @@ class Container(containers.DeclarativeContainer):
             llamacpp_engine, source=local_source, threads=settings.provided.local_threads,
             context_tokens=settings.provided.local_context_tokens),
     )
-    local_http = providers.Resource(open_upstream_http)
+    local_http = providers.Resource(open_upstream_http, base_url=settings.provided.local_server_url)
     local = providers.Selector(
         providers.Callable(local_tier, settings.provided.local_runner),
         engine=providers.Singleton(

@@ -44,19 +44,25 @@ def provider(http, base_url: str) -> OpenAICompatibleProvider:  # type: ignore[n
         api_key="gsk_transport_test", base_url=base_url, total_seconds=5, first_chunk_seconds=5, idle_seconds=5))
 
 
-async def test_the_proxy_from_the_environment_carries_upstream_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("exempt", [False, True])
+async def test_the_proxy_from_the_environment_carries_upstream_calls_unless_exempt(
+        monkeypatch: pytest.MonkeyPatch, exempt: bool) -> None:
     proxy = ForwardProxy()
     server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("NO_PROXY", "groq.invalid" if exempt else "")
+    base_url = "http://groq.invalid/openai/v1"
     async with server:
-        async for http in open_upstream_http():
-            completion = await provider(http, "http://groq.invalid/openai/v1").complete(HELLO)
+        async for http in open_upstream_http(base_url):
+            if exempt:  # straight to a host that does not resolve
+                with pytest.raises(UpstreamUnavailable):
+                    await provider(http, base_url).complete(HELLO)
+            else:
+                assert (await provider(http, base_url).complete(HELLO)).text == "via the proxy"
 
-    assert completion.text == "via the proxy"
-    assert proxy.request_lines == ["POST http://groq.invalid/openai/v1/chat/completions HTTP/1.1"]
+    assert proxy.request_lines == ([] if exempt else ["POST http://groq.invalid/openai/v1/chat/completions HTTP/1.1"])
 
 
 async def test_a_refused_connection_is_a_connection_failure_not_a_timeout() -> None:
