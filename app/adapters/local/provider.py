@@ -234,7 +234,8 @@ class LocalProvider:
         """The answer's chunks: text as stop sequences allow, then the finish with usage."""
         refuse_what_engines_cannot_do(request)
         sampling = Sampling.of(request)
-        grammar = Grammar.of(request)  # before the load: a bad schema is the client's mistake
+        # Before the load (a bad schema is the client's mistake), off the event loop (up to ~20 ms).
+        grammar = await asyncio.to_thread(Grammar.of, request) if request.requires_json else None
         context_length = await self._ensure_loaded()
         check_prompt_characters(request, context_length=context_length)
         async with self._admission.slot():  # the queue limit holds before any tokenizing
