@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -213,15 +214,19 @@ async def test_closing_an_open_stream_stops_the_generation() -> None:
     provider.close()
 
 
-def test_a_seed_of_2_to_the_64_on_the_local_model_is_a_400_naming_seed(tmp_path: Path) -> None:
+def post_chat_to_scripted_local(tmp_path: Path, body: dict[str, object]) -> Any:
+    """POST /v1/chat/completions to the app, whose local model is a scripted engine (no Groq key)."""
     container = Container()
     container.local_engine.override(providers.Object(ScriptedEngine()))
     settings = Settings(_env_file=None, key_file=str(tmp_path / "key.json"))
     with TestClient(create_app(settings, container)) as client:
         key = client.app.state.container.key_service().current().value  # type: ignore[attr-defined]
-        answer = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                             json={"seed": 2**64, "temperature": 0.5,
-                                   "messages": [{"role": "user", "content": "Hi"}]})
+        return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                           json={"messages": [{"role": "user", "content": "Hi"}], **body})
+
+
+def test_a_seed_of_2_to_the_64_on_the_local_model_is_a_400_naming_seed(tmp_path: Path) -> None:
+    answer = post_chat_to_scripted_local(tmp_path, {"seed": 2**64, "temperature": 0.5})
 
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] == "seed"
@@ -272,15 +277,8 @@ async def test_a_schema_the_local_model_cannot_follow_is_a_400_before_any_work(
 
 
 def test_a_bad_schema_on_the_local_model_is_a_400_in_the_openai_envelope(tmp_path: Path) -> None:
-    container = Container()
-    container.local_engine.override(providers.Object(ScriptedEngine()))
-    settings = Settings(_env_file=None, key_file=str(tmp_path / "key.json"))
-    with TestClient(create_app(settings, container)) as client:
-        key = client.app.state.container.key_service().current().value  # type: ignore[attr-defined]
-        answer = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                             json={"messages": [{"role": "user", "content": "Hi"}],
-                                   "response_format": {"type": "json_schema", "json_schema": {
-                                       "name": "x", "schema": {"type": "wobbly"}}}})
+    answer = post_chat_to_scripted_local(tmp_path, {"response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wobbly"}}}})
 
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
