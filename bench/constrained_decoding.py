@@ -39,7 +39,7 @@ def _request(max_tokens: int, constrained: bool) -> Any:
 
 
 def _replay_ms_per_token(engine: Any, text: str) -> float:
-    """Milliseconds per token of the constraint's own work, replaying `text`'s tokens through a new matcher."""
+    """Milliseconds per token of the constraint's own work: `text`'s tokens replayed through a new matcher."""
     import torch
 
     from app.adapters.local.constraints import Grammar
@@ -74,7 +74,8 @@ async def _ms_per_token(provider: Any, request: Any) -> tuple[float, int]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--weights", default="int4")
@@ -103,7 +104,8 @@ async def main() -> None:
         provider.close()
 
     free, constrained = (statistics.median(figures[flag]) for flag in (False, True))
-    print(f"transformers ({args.weights}), {source.name}, {args.runs} runs each, up to {args.tokens} tokens")
+    print(f"transformers ({args.weights}), {source.name}, {args.runs} runs each, "
+          f"up to {args.tokens} tokens")
     print(f"  free text:           {free:6.2f} ms/token (median; tokens {counts[False]})")
     print(f"  under a JSON schema: {constrained:6.2f} ms/token (median; tokens {counts[True]})")
     print(f"  difference:          {constrained - free:+6.2f} ms/token ({(constrained / free - 1) * 100:+.0f}%)")

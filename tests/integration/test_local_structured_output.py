@@ -194,8 +194,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """The app with its local tier on each engine (llama.cpp skipped without llama-cpp-python)."""
     if request.param == "llamacpp" and importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed")
-    env = {"ADMIN_SECRET": ADMIN, "LOCAL_RUNNER": str(request.param), "LOCAL_MAX_TOKENS": str(MAX_TOKENS),
-           "LOCAL_MODEL_CACHE": str(local_cache_dir), "LOCAL_WEIGHTS": "int4", "LOCAL_CONTEXT_TOKENS": "1024"}
+    env = {"ADMIN_SECRET": ADMIN, "LOCAL_RUNNER": str(request.param),
+           "LOCAL_MAX_TOKENS": str(MAX_TOKENS), "LOCAL_MODEL_CACHE": str(local_cache_dir), "LOCAL_WEIGHTS": "int4", "LOCAL_CONTEXT_TOKENS": "1024"}
     with AppServer(tmp_path_factory.mktemp(f"structured-{request.param}"), env) as app:
         yield app
 
