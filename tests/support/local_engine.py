@@ -6,7 +6,10 @@ import threading
 import time
 from collections.abc import Sequence
 
+from llguidance import LLTokenizer
+
 from app.adapters.local.engine import Job
+from app.domain.errors import NotSupportedLocally
 from app.domain.models import ChatRequest
 
 
@@ -47,6 +50,10 @@ class ScriptedEngine:
         self.encode_threads.append(threading.get_ident())
         text = request.prompt if request.prompt is not None else " ".join(m.content for m in request.messages)
         return [1] * max(1, len(text.split()))
+
+    def vocabulary(self) -> LLTokenizer:
+        """No vocabulary: the script cannot follow a grammar, so a constrained request fails here."""
+        raise NotSupportedLocally("The scripted engine cannot constrain its output.", param="response_format")
 
     def generate(self, batch: Sequence[Job]) -> None:
         """Emit the script to every job of the batch, a token at a time."""

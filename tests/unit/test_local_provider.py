@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -213,29 +214,30 @@ async def test_closing_an_open_stream_stops_the_generation() -> None:
     provider.close()
 
 
-def test_a_seed_of_2_to_the_64_on_the_local_model_is_a_400_naming_seed(tmp_path: Path) -> None:
+def post_chat_to_scripted_local(tmp_path: Path, body: dict[str, object]) -> Any:
+    """POST /v1/chat/completions to the app, whose local model is a scripted engine (no Groq key)."""
     container = Container()
     container.local_engine.override(providers.Object(ScriptedEngine()))
     settings = Settings(_env_file=None, key_file=str(tmp_path / "key.json"))
     with TestClient(create_app(settings, container)) as client:
         key = client.app.state.container.key_service().current().value  # type: ignore[attr-defined]
-        answer = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                             json={"seed": 2**64, "temperature": 0.5,
-                                   "messages": [{"role": "user", "content": "Hi"}]})
+        return client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                           json={"messages": [{"role": "user", "content": "Hi"}], **body})
+
+
+def test_a_seed_of_2_to_the_64_on_the_local_model_is_a_400_naming_seed(tmp_path: Path) -> None:
+    answer = post_chat_to_scripted_local(tmp_path, {"seed": 2**64, "temperature": 0.5})
 
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] == "seed"
 
 
-@pytest.mark.parametrize(("fields", "param"), [
-    ({"tool_choice": "required", "tools": ({"type": "function", "function": {"name": "f"}},)}, "tool_choice"),
-    ({"tool_choice": {"type": "function", "function": {"name": "f"}},
-      "tools": ({"type": "function", "function": {"name": "f"}},)}, "tool_choice"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}, "response_format"),
+@pytest.mark.parametrize("fields", [
+    {"tool_choice": "required", "tools": ({"type": "function", "function": {"name": "f"}},)},
+    {"tool_choice": {"type": "function", "function": {"name": "f"}},
+     "tools": ({"type": "function", "function": {"name": "f"}},)},
 ])
-async def test_a_required_tool_call_or_json_answer_is_refused_not_answered_in_plain_text(
-        fields: dict[str, object], param: str) -> None:
+async def test_a_required_tool_call_is_refused_not_answered_in_plain_text(fields: dict[str, object]) -> None:
     engine = ScriptedEngine(["plain ", "text"])
     provider = provider_over(engine)
 
@@ -244,8 +246,44 @@ async def test_a_required_tool_call_or_json_answer_is_refused_not_answered_in_pl
     with pytest.raises(NotSupportedLocally):
         await provider.open_stream(ask(**fields))
 
-    assert refused.value.param == param
+    assert refused.value.param == "tool_choice"
     assert engine.tokens_emitted == 0  # nothing was generated
+
+
+BAD_FORMATS = [
+    {"type": "json_schema"},  # no json_schema object
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": ["not", "a", "schema"]}},
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wobbly"}}},
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/missing"}}},
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {f"field_{i}": {"type": "string", "description": "x" * 100}
+                                         for i in range(400)}}}},  # over 32 kB
+]
+
+
+@pytest.mark.parametrize("response_format", BAD_FORMATS)
+async def test_a_schema_the_local_model_cannot_follow_is_a_400_before_any_work(
+        response_format: dict[str, object]) -> None:
+    engine = ScriptedEngine(["plain ", "text"])
+    provider = provider_over(engine)
+
+    with pytest.raises(InvalidRequest) as refused:
+        await provider.complete(ask(response_format=response_format))
+    with pytest.raises(InvalidRequest):
+        await provider.open_stream(ask(response_format=response_format))
+
+    assert refused.value.param == "response_format"
+    assert engine.loads == 0 and engine.tokens_emitted == 0  # refused before the model loads
+
+
+def test_a_bad_schema_on_the_local_model_is_a_400_in_the_openai_envelope(tmp_path: Path) -> None:
+    answer = post_chat_to_scripted_local(tmp_path, {"response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wobbly"}}}})
+
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "response_format"
+    assert "wobbly" in error["message"]
 
 
 async def test_optional_tools_and_text_formats_are_still_answered() -> None:

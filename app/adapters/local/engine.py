@@ -6,9 +6,14 @@ The provider calls all three on its own threads, never on the event loop, and
 owns the rest: loading once, the admission queue, batching compatible jobs,
 stop sequences, cancellation, usage and the finish reason.
 
+Constrained decoding (JSON answers): a job may carry a `GrammarMatcher`
+(`constraints.py`); before picking each of its tokens the engine keeps only the
+tokens it allows, hands it the token picked, and ends the job once it is complete.
+The engine's `vocabulary` is what the provider builds matchers over.
+
 What is batched: one `generate` call carries up to `batch_size` jobs whose
 `Sampling` are equal (see `Sampling.batches_with`); each job has its own
-prompt, token limit and outlet. An engine that cannot batch says `batch_size = 1`.
+prompt, token limit, constraint and outlet. An engine that cannot batch says `batch_size = 1`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from llguidance import LLTokenizer
+
+from app.adapters.local.constraints import GrammarMatcher
 from app.domain.errors import InvalidRequest
 from app.domain.models import ChatRequest
 
@@ -73,6 +81,11 @@ class Job(Protocol):
         ...
 
     @property
+    def constraint(self) -> GrammarMatcher | None:
+        """The grammar the answer must follow (a JSON schema), or None for free text."""
+        ...
+
+    @property
     def cancelled(self) -> bool:
         """True once the request needs no more tokens (client gone, stop sequence seen)."""
         ...
@@ -98,10 +111,14 @@ class Engine(Protocol):
         """The prompt tokens of `request` (its chat template applied); blocking."""
         ...
 
+    def vocabulary(self) -> LLTokenizer:
+        """The model's vocabulary as llguidance reads it, for constrained decoding (built once; blocking)."""
+        ...
+
     def generate(self, batch: Sequence[Job]) -> None:
         """Generate every job of `batch`, emitting text as tokens come, until each is done.
 
-        A job is done at the end of sequence, after `max_new` tokens, or once
-        `cancelled`. Blocking; raises on a runtime failure.
+        A job is done at the end of sequence, after `max_new` tokens, once its
+        constraint is complete, or once `cancelled`. Blocking; raises on a runtime failure.
         """
         ...

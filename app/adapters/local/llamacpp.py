@@ -2,7 +2,9 @@
 
 llama-cpp-python is an optional extra (`pip install '.[llamacpp]'`): this module
 imports it only when the model loads, and the container imports this module
-only when LOCAL_RUNNER=llamacpp.
+only when LOCAL_RUNNER=llamacpp. A constrained job (JSON answer) has its
+grammar's mask applied through llama-cpp-python's `logits_processor` hook, over
+a vocabulary llguidance reads from llama.cpp's own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from llguidance import LLTokenizer
+
+from app.adapters.local.constraints import GrammarMatcher
 from app.adapters.local.engine import Job, Sampling
 from app.adapters.local.source import ModelSource
 from app.domain.errors import ProviderUnavailable
@@ -50,6 +56,7 @@ class LlamaCppEngine:
         self._context_tokens = context_tokens
         self._llm: Llama | None = None
         self._format_chat: Callable[[list[dict[str, str]]], str] | None = None
+        self._vocabulary: LLTokenizer | None = None
         self.load_info: LoadInfo | None = None
 
     def load(self) -> int:
@@ -100,6 +107,18 @@ class LlamaCppEngine:
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
 
+    def vocabulary(self) -> LLTokenizer:
+        """llama.cpp's vocabulary for constrained decoding, ending answers on its end-of-generation tokens."""
+        if self._vocabulary is None:
+            import llama_cpp
+            from llguidance.llamacpp import lltokenizer_from_vocab
+
+            vocab = self._ready()._model.vocab
+            ends = [token for token in range(llama_cpp.llama_vocab_n_tokens(vocab))
+                    if llama_cpp.llama_vocab_is_eog(vocab, token)]
+            self._vocabulary = lltokenizer_from_vocab(vocab, eos_token=ends or None)
+        return self._vocabulary
+
     def generate(self, batch: Sequence[Job]) -> None:
         """Generate each job in turn (a batch holds one), emitting its text token by token."""
         for job in batch:
@@ -111,14 +130,19 @@ class LlamaCppEngine:
         llm = self._ready()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated = 0
-        steps = llm.generate(list(job.prompt), repeat_penalty=1.0, **self._sampling(llm, job.sampling))
+        constraint = job.constraint
+        processors = None if constraint is None else llama_cpp.LogitsProcessorList([_masking(constraint)])
+        steps = llm.generate(list(job.prompt), repeat_penalty=1.0, logits_processor=processors,
+                             **self._sampling(llm, job.sampling))
         try:
             for token in steps:
                 if job.cancelled or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                     break
                 generated += 1
+                if constraint is not None:
+                    constraint.advance(token)
                 job.emit(decoder.decode(llm.detokenize([token])), tokens=1)
-                if generated >= job.max_new:
+                if generated >= job.max_new or (constraint is not None and constraint.complete):
                     break
         finally:
             steps.close()
@@ -138,3 +162,13 @@ class LlamaCppEngine:
         if self._llm is None:
             raise RuntimeError("the llama.cpp engine is used before it was loaded")
         return self._llm
+
+
+def _masking(constraint: GrammarMatcher) -> Callable[[Any, np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
+    """A llama-cpp-python logits processor: the tokens `constraint` forbids get no chance."""
+
+    def mask(_input_ids: Any, scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        scores[~constraint.allowed(len(scores))] = -np.inf
+        return scores
+
+    return mask

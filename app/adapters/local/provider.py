@@ -4,7 +4,8 @@ Everything but the runtime lives here, once for every engine: the model loads
 once (concurrent callers share the load); a bounded queue admits requests;
 one generation thread runs the engine, batching compatible requests; one
 bridge carries its text back to the event loop; stop sequences are held back
-until decided; usage and the finish reason are counted here.
+until decided; usage and the finish reason are counted here. A JSON answer
+(`response_format`) is decoded under a grammar (`constraints.py`) the engine applies.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import aclosing
 from typing import Any
 
 from app.adapters.local.admission import AdmissionQueue
+from app.adapters.local.constraints import Grammar, GrammarMatcher
 from app.adapters.local.engine import Engine, Sampling
 from app.domain.errors import NotSupportedLocally, ProviderUnavailable
 from app.domain.generation import (
@@ -44,10 +46,11 @@ class BridgedJob:
     """
 
     def __init__(self, *, prompt: Sequence[int], max_new: int, sampling: Sampling,
-                 on_tokens: Callable[[int], None]) -> None:
+                 constraint: GrammarMatcher | None, on_tokens: Callable[[int], None]) -> None:
         self.prompt = prompt
         self.max_new = max_new
         self.sampling = sampling
+        self.constraint = constraint
         self._on_tokens = on_tokens
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -153,21 +156,16 @@ class GenerationThread:
 
 
 def refuse_what_engines_cannot_do(request: ChatRequest) -> None:
-    """Refuse (503, saying why) a request whose answer must be a tool call or JSON.
+    """Refuse (503, saying why) a request whose answer must be a tool call.
 
-    The in-process engines have no constrained decoding: a plain-text answer would
-    look like success to the client (LangChain's structured output then returns None).
+    The in-process engines produce no tool calls: a plain-text answer would look
+    like success to the client (LangChain's structured output then returns None).
     """
     if request.requires_tool_call:
         raise NotSupportedLocally(
             "This request requires a tool call (`tool_choice`), and the local model that would answer it "
             "cannot call tools. Retry when Groq is available, or serve the local tier from an inference "
             "server that can (LOCAL_RUNNER=server).", param="tool_choice")
-    if request.requires_json:
-        raise NotSupportedLocally(
-            "This request requires a JSON answer (`response_format`), and the local model that would answer "
-            "it cannot guarantee one (no constrained decoding here). Retry when Groq is available, or serve "
-            "the local tier from an inference server that can (LOCAL_RUNNER=server).", param="response_format")
 
 
 class LocalProvider:
@@ -236,14 +234,18 @@ class LocalProvider:
         """The answer's chunks: text as stop sequences allow, then the finish with usage."""
         refuse_what_engines_cannot_do(request)
         sampling = Sampling.of(request)
+        # Before the load (a bad schema is the client's mistake), off the event loop (up to ~20 ms).
+        grammar = await asyncio.to_thread(Grammar.of, request) if request.requires_json else None
         context_length = await self._ensure_loaded()
         check_prompt_characters(request, context_length=context_length)
         async with self._admission.slot():  # the queue limit holds before any tokenizing
-            prompt = await asyncio.wrap_future(self._encoder.submit(self._encode, request))
+            prompt, constraint = await asyncio.wrap_future(
+                self._encoder.submit(self._encode, request, grammar))
             max_new = token_budget(prompt_tokens=len(prompt), context_length=context_length,
                                    requested=request.max_tokens, cap=self._max_tokens,
                                    param=prompt_param(request))
-            job = BridgedJob(prompt=prompt, max_new=max_new, sampling=sampling, on_tokens=self._count)
+            job = BridgedJob(prompt=prompt, max_new=max_new, sampling=sampling, constraint=constraint,
+                             on_tokens=self._count)
             self._generation.submit(job)
             holdback = StopHoldback(request.stop)
             generated = 0
@@ -266,10 +268,12 @@ class LocalProvider:
             finish: FinishReason = "length" if generated >= max_new and not holdback.stopped else "stop"
             yield self._chunk(finish_reason=finish, usage=Usage(len(prompt), generated))
 
-    def _encode(self, request: ChatRequest) -> list[int]:
-        """(Tokenizing thread) the prompt's tokens, once its text is known to be readable."""
+    def _encode(self, request: ChatRequest,
+                grammar: Grammar | None) -> tuple[list[int], GrammarMatcher | None]:
+        """(Tokenizing thread) the prompt's tokens (once its text is known readable), and its matcher."""
         check_prompt_text(request)
-        return self.engine.encode(request)
+        prompt = self.engine.encode(request)
+        return prompt, None if grammar is None else grammar.matcher(self.engine.vocabulary())
 
     def _chunk(self, **fields: Any) -> Chunk:
         return Chunk(model=self._model_id, provider=self.name, **fields)

@@ -94,9 +94,9 @@ async def answer(http: Request, body: GenerationBody, *, rendering: Rendering, r
             raise naming(exc, body.prompt_param) from exc  # the domain counts a prompt as messages
         raise
     provider = opened.provider if body.stream else completion.provider
-    if provider == "local" and (request.tools or request.response_format):
-        # The local model has no tool calling or JSON mode: it answers in plain text.
-        log.info("local model answered without tools/response_format (not supported locally)")
+    if provider == "local" and request.tools:
+        # The local model calls no tools (JSON answers it constrains): it answers in plain text.
+        log.info("local model answered without tools (not supported locally)")
     if body.stream:
         return stream_response(opened, rendering.events(opened, body.include_usage))
     return model_response(rendering.whole(completion), headers={"x-provider": provider})

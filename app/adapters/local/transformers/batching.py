@@ -2,7 +2,8 @@
 
 Rows share each step's fixed cost (weight reads, per-layer overhead), and each
 row's text is what it would be alone: left padding puts every row's next token
-at the end, and padded positions stay masked out.
+at the end, and padded positions stay masked out. A row under a constraint (a
+JSON schema) has the tokens its grammar forbids masked out of its own logits.
 """
 
 from __future__ import annotations
@@ -26,15 +27,20 @@ def decode_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, job
     for row, job in enumerate(jobs):
         input_ids[row, width - len(job.prompt):] = torch.tensor(list(job.prompt))
         attention_mask[row, width - len(job.prompt):] = 1
-    eos = model.generation_config.eos_token_id
-    stop_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    stop_ids.add(tokenizer.eos_token_id)
-    streamer = BatchStreamer(jobs, tokenizer, stop_ids)
+    streamer = BatchStreamer(jobs, tokenizer, stop_ids(model, tokenizer))
     try:
         with torch.inference_mode():
             _decode(model, input_ids, attention_mask, jobs[0].sampling, streamer)
     finally:
         streamer.end()
+
+
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """The tokens that end an answer: the model's end-of-sequence tokens and the tokenizer's."""
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    ids.add(tokenizer.eos_token_id)
+    return ids
 
 
 def _decode(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -59,6 +65,7 @@ def _decode(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: tor
             logits = out.logits[:, -1, :].float()
             if step == 0 and FastDecoder.fits(model):
                 fast = FastDecoder(model, cache, attention_mask, steps)
+        streamer.constrain(logits)
         if sampling.greedy:
             next_tokens = logits.argmax(dim=-1)
         else:
@@ -113,6 +120,13 @@ class BatchStreamer:
         """True when no row needs another token."""
         return all(row.done or row.job.cancelled for row in self._rows)
 
+    def constrain(self, logits: torch.Tensor) -> None:
+        """Mask out of each constrained row's logits (rows, vocabulary) the tokens its grammar forbids."""
+        for index, row in enumerate(self._rows):
+            if row.job.constraint is not None and not row.done:
+                allowed = torch.from_numpy(row.job.constraint.allowed(logits.shape[-1]))
+                logits[index].masked_fill_(~allowed, float("-inf"))
+
     def put(self, value: torch.Tensor) -> None:
         """Take one generated token per row."""
         for row, token in zip(self._rows, value.reshape(len(self._rows), -1)[:, -1].tolist(), strict=True):
@@ -122,8 +136,11 @@ class BatchStreamer:
                 row.done = True
                 continue
             row.tokens.append(int(token))
+            if row.job.constraint is not None:
+                row.job.constraint.advance(int(token))
             row.job.emit(self._new_text(row, final=False), tokens=1)
-            if len(row.tokens) >= row.job.max_new:
+            if len(row.tokens) >= row.job.max_new or (row.job.constraint is not None
+                                                       and row.job.constraint.complete):
                 row.done = True
 
     def end(self) -> None:

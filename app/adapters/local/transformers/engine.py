@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from llguidance import LLTokenizer
+from llguidance.hf import from_tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from app.adapters.local.engine import Job
 from app.adapters.local.source import ModelSource
-from app.adapters.local.transformers.batching import decode_batch
+from app.adapters.local.transformers.batching import decode_batch, stop_ids
 from app.adapters.local.transformers.convert import ConvertedModelCache, load_converted
 from app.adapters.local.transformers.weights import Weights, apply_weights, resolve_weights
 from app.domain.models import ChatRequest
@@ -49,6 +51,7 @@ class TransformersEngine:
         self.model: PreTrainedModel | None = None  # set by `load`
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.load_info: LoadInfo | None = None
+        self._vocabulary: LLTokenizer | None = None
 
     def load(self) -> int:
         """Load the weights (converting a GGUF file on first use); returns the context window."""
@@ -87,6 +90,14 @@ class TransformersEngine:
                                                       return_dict=True)["input_ids"])
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return list(tokenizer(text)["input_ids"])
+
+    def vocabulary(self) -> LLTokenizer:
+        """The tokenizer's vocabulary for constrained decoding, ending answers on the model's stop tokens."""
+        if self._vocabulary is None:
+            model, tokenizer = self._ready()
+            ends = sorted(stop_ids(model, tokenizer))
+            self._vocabulary = from_tokenizer(tokenizer, eos_token=ends)  # type: ignore[arg-type]
+        return self._vocabulary
 
     def generate(self, batch: Sequence[Job]) -> None:
         """Decode the batch's jobs together (left-padded), emitting each job's text as its tokens come."""

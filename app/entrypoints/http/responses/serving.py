@@ -104,6 +104,6 @@ def _not_found(response_id: str, *, param: str) -> ResponseNotFound:
 
 
 def _note_local(request: ChatRequest, provider: str) -> None:
-    # The local model has no tool calling or JSON mode: it answers in plain text.
-    if provider == "local" and (request.tools or request.response_format):
-        log.info("local model answered without tools/text.format (not supported locally)")
+    # The local model calls no tools (JSON answers it constrains): it answers in plain text.
+    if provider == "local" and request.tools:
+        log.info("local model answered without tools (not supported locally)")
