@@ -66,6 +66,17 @@ def measure(pid: int) -> tuple[int, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def outcome(response: httpx.Response) -> str:
+    """The status, and for a 5xx the error code the gateway gave (why it could not answer)."""
+    if response.status_code < 500:
+        return str(response.status_code)
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = "no envelope"
+    return f"{response.status_code} {code}"
+
+
 async def one(client: httpx.AsyncClient, groq: FakeGroq, kind: str, key: str) -> str:
     """Send one request of `kind`; what came of it (a status, or how the client left)."""
     auth = {"authorization": f"Bearer {'sk-wrong' if kind == 'wrong_key' else key}"}
@@ -80,14 +91,14 @@ async def one(client: httpx.AsyncClient, groq: FakeGroq, kind: str, key: str) ->
             await client.post("/v1/chat/completions", json=body, headers=auth, timeout=0.2)
             return "not abandoned"
         if not stream:
-            return str((await client.post("/v1/chat/completions", json=body, headers=auth)).status_code)
+            return outcome(await client.post("/v1/chat/completions", json=body, headers=auth))
         async with client.stream("POST", "/v1/chat/completions", json=body, headers=auth) as response:
             if kind == "abandon_stream":
                 async for _ in response.aiter_bytes():
                     break
                 return "left stream"
             await response.aread()
-            return str(response.status_code)
+            return outcome(response)
     except httpx.TimeoutException:
         return "left (timeout)" if kind == "abandon_whole" else "timeout"
     except httpx.HTTPError as exc:
