@@ -160,7 +160,8 @@ class OpenAICompatibleProvider:
     async def _chunks(self, model: str | None, request: ChatRequest) -> AsyncGenerator[Chunk, None]:
         label, idle = self._endpoint.label, self._endpoint.deadlines.idle
         try:
-            async with self._http.open("POST", self._chat_url, json=self._payload(model, request, stream=True),
+            payload = self._payload(model, request, stream=True)
+            async with self._http.open("POST", self._chat_url, json=payload,
                                        headers=self._headers()) as response:
                 self._observe(model, response)
                 if response.status_code != 200:

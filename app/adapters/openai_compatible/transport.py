@@ -68,7 +68,8 @@ def _unmasked(exc: httpx.TimeoutException, *, connecting: bool) -> httpx.Transpo
 
 def pooled_session() -> aiohttp.ClientSession:
     """The aiohttp session under the transport (`trust_env` off: see `proxy_from_environment`)."""
-    connector = aiohttp.TCPConnector(limit=LIMITS.max_connections or 0, keepalive_timeout=LIMITS.keepalive_expiry,
+    connector = aiohttp.TCPConnector(limit=LIMITS.max_connections or 0,
+                                     keepalive_timeout=LIMITS.keepalive_expiry,
                                      ssl=httpx.create_ssl_context())
     return aiohttp.ClientSession(connector=connector)
 

@@ -70,7 +70,8 @@ class GenerationBody(Protocol):
         """The domain request."""
 
 
-async def answer(http: Request, body: GenerationBody, *, rendering: Rendering, route: Route = "auto") -> Response:
+async def answer(http: Request, body: GenerationBody, *, rendering: Rendering,
+                 route: Route = "auto") -> Response:
     """Answer `body` whole or as a stream; errors name `body.prompt_param` where the domain says messages.
 
     The chat service and the limits are read from the app here, not declared as route

@@ -43,7 +43,7 @@ def forwarded_for(headers: Headers) -> str | None:
 
 async def check_client_key(headers: Headers, peer: str | None, state: MutableMapping[str, Any],
                            container: Any) -> None:
-    """Raise unless `headers` carry the current client key: 401, 429 after many wrong ones, 503 without a store.
+    """Raise unless `headers` carry the current client key: 401, 429 after many wrong, 503 without a store.
 
     On success, marks the request's `state` so the check is not repeated. `container` is the
     app's container, read directly (dependency-injector's `@inject` costs ~0.1 ms a call here).

@@ -86,7 +86,8 @@ class ClientKeyMiddleware:
 
 # Where a client key may go, as the OpenAPI document declares it (Swagger UI's "Authorize").
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
-    "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer sk-...` (OpenAI clients)"},
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "`Authorization: Bearer sk-...` (OpenAI clients)"},
     "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The seed's header"},
     "api-key": {"type": "apiKey", "in": "header", "name": "api-key", "description": "Azure-style clients"},
 }
