@@ -73,6 +73,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+# After a 413, what the client still sends is read and dropped for this long at most (see _linger).
+LINGER_SECONDS = 2.0
+LINGER_SILENCE_SECONDS = 0.25
+LINGER_BYTES = 8 * 1024 * 1024
+
+
 class RequestLimitsMiddleware:
     """Plain ASGI middleware enforcing `RequestLimits` on every HTTP request."""
 
@@ -160,4 +166,27 @@ class _LimitedRequest:
                           "headers": [(b"content-type", b"application/json"),
                                       (b"content-length", str(len(body)).encode()),
                                       (b"connection", b"close")]})
-        await self._send({"type": "http.response.body", "body": body})
+        linger = status == 413 and self.body_pending
+        await self._send({"type": "http.response.body", "body": body, "more_body": linger})
+        if linger:
+            await self._linger()
+            await self._send({"type": "http.response.body", "body": b""})
+
+    async def _linger(self) -> None:
+        """Read and drop what the client is still sending, briefly, before the connection closes.
+
+        Closing a socket with unread input makes the kernel reset the connection, and the
+        reset can reach the client before the 413 it was sent (it then sees no answer at
+        all). Like nginx's lingering close: bounded in time, bytes and silence.
+        """
+        drained = 0
+        deadline = anyio.current_time() + LINGER_SECONDS
+        while drained < LINGER_BYTES and (left := deadline - anyio.current_time()) > 0:
+            message: Message | None = None
+            with anyio.move_on_after(min(left, LINGER_SILENCE_SECONDS)):
+                message = await self._receive()
+            if message is None or message["type"] != "http.request":
+                return  # silence, or the client left
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
