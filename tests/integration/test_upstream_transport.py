@@ -1,4 +1,4 @@
-"""The adapter's HTTP sender over real loopback sockets: proxies from the environment, failures named right."""
+"""The adapter's HTTP sender over loopback sockets: proxies from the environment, failures named right."""
 
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ class ForwardProxy:
 
     def __init__(self) -> None:
         self.request_lines: list[str] = []
+        self.headers: list[dict[str, str]] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode().split("\r\n")
         self.request_lines.append(lines[0])
-        length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+        fields = (line.partition(":") for line in lines[1:] if line)
+        self.headers.append({name.strip().lower(): value.strip() for name, _, value in fields})
+        length = int(self.headers[-1].get("content-length", "0"))
         await reader.readexactly(length)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                      + f"content-length: {len(ANSWER)}\r\nconnection: close\r\n\r\n".encode() + ANSWER)
@@ -41,7 +44,8 @@ class ForwardProxy:
 
 def provider(http, base_url: str) -> OpenAICompatibleProvider:  # type: ignore[no-untyped-def]
     return OpenAICompatibleProvider(http=http, endpoint=groq_endpoint(
-        api_key="gsk_transport_test", base_url=base_url, total_seconds=5, first_chunk_seconds=5, idle_seconds=5))
+        api_key="gsk_transport_test", base_url=base_url, total_seconds=5, first_chunk_seconds=5,
+        idle_seconds=5))
 
 
 @pytest.mark.parametrize("exempt", [False, True])
@@ -62,7 +66,11 @@ async def test_the_proxy_from_the_environment_carries_upstream_calls_unless_exem
             else:
                 assert (await provider(http, base_url).complete(HELLO)).text == "via the proxy"
 
-    assert proxy.request_lines == ([] if exempt else ["POST http://groq.invalid/openai/v1/chat/completions HTTP/1.1"])
+    expected = [] if exempt else ["POST http://groq.invalid/openai/v1/chat/completions HTTP/1.1"]
+    assert proxy.request_lines == expected
+    if not exempt:  # only what httpx can decode is offered, whatever aiohttp could
+        assert proxy.headers[0]["accept-encoding"] == "gzip, deflate"
+        assert proxy.headers[0]["authorization"] == "Bearer gsk_transport_test"
 
 
 async def test_a_refused_connection_is_a_connection_failure_not_a_timeout() -> None:

@@ -20,6 +20,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic_core import to_json
 
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+ACCEPTED_ENCODINGS = "gzip, deflate"
 
 
 class _TruthfulStream(httpx.AsyncByteStream):
@@ -111,8 +112,10 @@ class UpstreamHttp:
                    json: Any = None) -> AsyncIterator[httpx.Response]:
         """The response to one request, headers read and body not yet; closed on leaving."""
         content = to_json(json) if json is not None else b""
+        # Only encodings httpx decodes: aiohttp would otherwise offer whatever it can decode itself.
+        headers = {"accept-encoding": ACCEPTED_ENCODINGS, **headers}
         if content:
-            headers = {**headers, "content-type": "application/json"}
+            headers["content-type"] = "application/json"
         request = httpx.Request(method, url, headers=headers, content=content)
         response = await self._transport.handle_async_request(request)
         try:
