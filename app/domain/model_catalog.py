@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from app.domain.errors import DomainError
 from app.domain.models import UpstreamModel
@@ -29,6 +30,15 @@ SEED_ALIASES = ("llama3-70b-8192", "llama-3.1-70b-versatile", "llama-3.3-70b-ver
 # Listed by Groq but not chat models (speech to text, text to speech): never routed to.
 _NOT_CHAT = re.compile(r"whisper|tts|orpheus|playai", re.IGNORECASE)
 FAILED_LISTING_RETRY_SECONDS = 60.0
+
+
+class _Served(NamedTuple):
+    """What the catalog serves, as of the last change."""
+
+    models: tuple[UpstreamModel, ...]  # in order: preferred, then the others
+    ids: tuple[str, ...]
+    id_set: frozenset[str]
+    default: tuple[str, ...]
 
 
 class ModelCatalog:
@@ -56,6 +66,7 @@ class ModelCatalog:
         self._task: asyncio.Task[None] | None = None
         self._last_reason = "the model list has not been read yet"
         self._announced: str | None = None
+        self._view: _Served | None = None  # computed once per change of the list or the retired set
 
     # --- what is served -----------------------------------------------------------------------
 
@@ -64,20 +75,30 @@ class ModelCatalog:
 
         Before the list was ever read: the preference list, less what was found retired.
         """
-        if self._live is None:
-            return [UpstreamModel(m) for m in self._preferred if m not in self._retired]
-        preferred = [self._live[m] for m in self._preferred if m in self._live]
-        others = [m for m in self._live.values() if m.id not in self._preferred]
-        return [m for m in preferred + others if m.id not in self._retired and not _NOT_CHAT.search(m.id)]
+        return list(self._served().models)
 
     def served_ids(self) -> list[str]:
         """The ids of `served()`."""
-        return [m.id for m in self.served()]
+        return list(self._served().ids)
 
     def default_route(self) -> list[str]:
         """The preference list's live models, in order: where a request naming no model goes."""
-        live = self._live
-        return [m for m in self._preferred if m not in self._retired and (live is None or m in live)]
+        return list(self._served().default)
+
+    def _served(self) -> _Served:
+        # Asked several times by every request: computed again only when what it depends on changes.
+        if self._view is None:
+            live = self._live
+            if live is None:
+                models = [UpstreamModel(m) for m in self._preferred if m not in self._retired]
+            else:
+                preferred = [live[m] for m in self._preferred if m in live]
+                others = [m for m in live.values() if m.id not in self._preferred]
+                models = [m for m in preferred + others if m.id not in self._retired and not _NOT_CHAT.search(m.id)]
+            default = [m for m in self._preferred if m not in self._retired and (live is None or m in live)]
+            ids = tuple(m.id for m in models)
+            self._view = _Served(models=tuple(models), ids=ids, id_set=frozenset(ids), default=tuple(default))
+        return self._view
 
     def route(self, requested: str | None) -> list[str]:
         """Models to try for a request, in order: the named one when it is served, then the default route.
@@ -85,15 +106,16 @@ class ModelCatalog:
         The seed's names (SEED_ALIASES) always mean the default route.
         """
         self.refresh_if_due()
-        default = self.default_route()
-        if requested and requested not in self._aliases and requested in self.served_ids():
-            return list(dict.fromkeys([requested, *default]))
-        return default
+        served = self._served()
+        if requested and requested not in self._aliases and requested in served.id_set:
+            return list(dict.fromkeys([requested, *served.default]))
+        return list(served.default)
 
     def retire(self, model: str, reason: str) -> None:
         """The upstream said `model` is gone: never route to it again, and read the list anew."""
         if model not in self._retired:
             self._retired.add(model)
+            self._view = None
             log.warning("%s model %s is retired or not served to this account (%s); "
                         "it is skipped from now on", self._label, model, reason)
             self._schedule_refresh()
@@ -126,6 +148,7 @@ class ModelCatalog:
             log.warning("%s; retrying in %.0f s", self._last_reason, retry.total_seconds())
             return
         self._live = {m.id: m for m in listed}
+        self._view = None
         self._next_refresh = self._clock.now() + self._refresh
         self._announce()
 

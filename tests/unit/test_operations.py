@@ -6,6 +6,7 @@ Fakes stand in for Groq, the local model, the key store, the clock and sleep
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -24,7 +25,7 @@ from app.adapters.telemetry import PrometheusOtelTelemetry
 from app.containers import Container
 from app.domain.errors import UpstreamUnavailable
 from app.entrypoints.http.observability.logs import JsonLineFormatter
-from app.main import create_app
+from app.main import GC_YOUNG_THRESHOLD, create_app
 from app.settings import Settings
 from tests.support.metrics import Scrape
 from tests.unit.fakes import FakeClock, FakeKeyStore, FakeLLMProvider, FakeSleep
@@ -248,3 +249,13 @@ def test_the_dashboard_check_catches_a_misspelt_metric() -> None:
                          '{http_route=~"/chat|/x"}[5m])))')
 
     assert names == {"http_server_request_duration_secs_bucket"}
+
+
+def test_start_up_objects_are_frozen_while_serving_and_handed_back_at_shutdown(tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    with Rig(tmp_path) as rig:
+        assert gc.get_freeze_count() > 10_000  # the app, FastAPI, pydantic, ...: out of the collector's sight
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert rig.chat().status_code == 200
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before

@@ -14,13 +14,11 @@ becomes U+FFFD instead of failing the answer.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import re
 
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Request
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
@@ -40,19 +38,6 @@ class StrictJSONRequest(Request):
             except ValueError as exc:
                 raise json.JSONDecodeError(str(exc), "", 0) from None
         return self._json
-
-
-class StrictJSONRoute(APIRoute):
-    """A route whose handler reads its body as `StrictJSONRequest`."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """The route's handler, given the strict request."""
-        handler = super().get_route_handler()
-
-        async def strict_handler(request: Request) -> Response:
-            return await handler(StrictJSONRequest(request.scope, request.receive))
-
-        return strict_handler
 
 
 def dump(value: Any) -> bytes:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from app.entrypoints.http.answer import GENERATION_RESPONSES, Rendering, answer
 from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.completions.wire import CompletionRequest, TextCompletion, text_events
-from app.entrypoints.http.json_codec import StrictJSONRoute
+from app.entrypoints.http.json_route import StrictJSONRoute
 
 router = APIRouter(route_class=StrictJSONRoute, dependencies=[Depends(require_client_key)],
                    responses=GENERATION_RESPONSES, tags=["OpenAI-compatible"])

@@ -13,7 +13,7 @@ from app.domain.chat import ChatService
 from app.domain.response_store import ResponseStore
 from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.errors import ERROR_RESPONSES
-from app.entrypoints.http.json_codec import StrictJSONRoute
+from app.entrypoints.http.json_route import StrictJSONRoute
 from app.entrypoints.http.responses.events import events_response
 from app.entrypoints.http.responses.serving import ResponsesServing
 from app.entrypoints.http.responses.wire import ResponsesRequest, deleted_to_wire

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.entrypoints.http.answer import CHAT, GENERATION_RESPONSES, answer
 from app.entrypoints.http.auth import require_client_key
-from app.entrypoints.http.json_codec import StrictJSONRoute
+from app.entrypoints.http.json_route import StrictJSONRoute
 from app.entrypoints.http.seed.wire import PromptChatRequest
 from app.entrypoints.http.wire import ChatCompletion
 
