@@ -197,7 +197,7 @@ def start_gateway(upstream: int, workers: int, tmp: Path) -> tuple[subprocess.Po
     port = free_port()
     key_file = tmp / f"key-{port}.json"
     env = {**os.environ, "GROQ_API_KEY": "gsk_bench_not_a_real_key", "GROQ_BASE_URL": f"http://{HOST}:{upstream}",
-           "KEY_FILE": str(key_file), "LOCAL_PRELOAD": "false", "LOG_LEVEL": "warning",
+           "KEY_FILE": str(key_file), "LOCAL_PRELOAD": "false", "LOG_LEVEL": "info",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = open(tmp / f"gateway-{port}.log", "wb")
     proc = subprocess.Popen(gateway_command(port, workers), cwd=REPO, env=env, stdout=log, stderr=log,

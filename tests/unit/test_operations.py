@@ -192,6 +192,19 @@ def test_json_access_line_says_what_the_request_did(tmp_path: Path) -> None:
     assert "prompt" not in line and PROMPT not in buffer.getvalue()
 
 
+def test_text_access_line_is_the_gateways_and_leaves_the_query_string_out(tmp_path: Path) -> None:
+    with access_lines() as buffer, Rig(tmp_path) as rig:
+        body = {"model": GROQ_MODEL, "messages": [{"role": "user", "content": PROMPT}]}
+        rig.client.post("/v1/chat/completions?api_key=sk-planted-in-query", json=body,
+                        headers={"authorization": f"Bearer {rig.key}", "x-request-id": "req-text-1"})
+
+    [line] = [json.loads(x)["message"] for x in buffer.getvalue().splitlines() if "req-text-1" in x]
+    assert re.fullmatch(r'testclient:\d+ - "POST /v1/chat/completions HTTP/1.1" 200 [0-9.]+ ms '
+                        rf"groq {GROQ_MODEL} req req-text-1", line), line
+    assert "sk-planted" not in buffer.getvalue() and PROMPT not in buffer.getvalue()
+    assert logging.getLogger("uvicorn.access").disabled  # one line per request: the gateway's
+
+
 def test_log_prompts_puts_the_prompt_in_the_access_line(tmp_path: Path) -> None:
     with access_lines() as buffer, Rig(tmp_path, log_format="json", log_prompts=True) as rig:
         rig.chat(**{"x-request-id": "req-json-2"})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import anyio
+import asyncio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -101,7 +101,7 @@ class _LimitedRequest:
         self.scope = scope
         self._receive = receive
         self._send = send
-        self.deadline = anyio.current_time() + limits.body_read_timeout_seconds
+        self.deadline = asyncio.get_running_loop().time() + limits.body_read_timeout_seconds
         self.received = 0
         self.answered = False  # we answered (or gave up on) this request: the app's sends are dropped
         self.response_started = False
@@ -129,9 +129,12 @@ class _LimitedRequest:
             return {"type": "http.disconnect"}
         if not self.body_pending:
             return await self._receive()
-        message: Message | None = None
-        with anyio.move_on_after(self.deadline - anyio.current_time()):
-            message = await self._receive()
+        # Plain asyncio rather than anyio: its cancel scopes cost ~0.05 ms a request (issue 14).
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                message: Message | None = await self._receive()
+        except TimeoutError:
+            message = None
         if message is None:
             await self.reject(408, f"The request body did not arrive within "
                                    f"{self.limits.body_read_timeout_seconds:g} seconds.", "request_timeout")
@@ -180,13 +183,16 @@ class _LimitedRequest:
         all). Like nginx's lingering close: bounded in time, bytes and silence.
         """
         drained = 0
-        deadline = anyio.current_time() + LINGER_SECONDS
-        while drained < LINGER_BYTES and (left := deadline - anyio.current_time()) > 0:
-            message: Message | None = None
-            with anyio.move_on_after(min(left, LINGER_SILENCE_SECONDS)):
-                message = await self._receive()
-            if message is None or message["type"] != "http.request":
-                return  # silence, or the client left
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER_SECONDS
+        while drained < LINGER_BYTES and (left := deadline - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(min(left, LINGER_SILENCE_SECONDS)):
+                    message = await self._receive()
+            except TimeoutError:
+                return  # silence
+            if message["type"] != "http.request":
+                return  # the client left
             drained += len(message.get("body", b""))
             if not message.get("more_body", False):
                 return

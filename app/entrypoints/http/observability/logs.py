@@ -1,7 +1,8 @@
 """Log lines: the text form of `make serve` (default), or one JSON object per line (LOG_FORMAT=json).
 
-In JSON mode uvicorn's own loggers write JSON too, and its access log gives way
-to the gateway's per-request line (`app.access`), which says more. No line
+In JSON mode uvicorn's own loggers write JSON too. In both, uvicorn's access log
+gives way to the gateway's per-request line (`app.access`), which says more and
+is written once the response is sent (uvicorn writes its line before). No line
 carries a key or a secret: the per-request line is built from a fixed list of
 fields, and prompt text is added only with LOG_PROMPTS=true.
 """
@@ -51,14 +52,12 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     app_logger.setLevel(level.upper())
     app_logger.propagate = False
     _use(app_logger, formatter)
-    access = logging.getLogger("uvicorn.access")
     if log_format == "json":
         for name in _UVICORN_LOGGERS:
             for handler in logging.getLogger(name).handlers:
                 handler.setFormatter(formatter)
-        access.disabled = True  # app.access writes the richer line
-    else:
-        access.disabled = False
+    # app.access writes the richer line, after the response rather than before it as uvicorn does.
+    logging.getLogger("uvicorn.access").disabled = True
 
 
 def _use(logger: logging.Logger, formatter: logging.Formatter) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from time import perf_counter
 from typing import Any
+from urllib.parse import quote
 
 from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.observation import RequestFacts, bind_facts, release_facts
 from app.entrypoints.http.client_key import served_routes
+from app.entrypoints.http.ids import random_hex
 from app.ports.telemetry import Telemetry
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -39,7 +40,7 @@ def request_id_of(scope: Scope) -> str:
             if _VALID_REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return random_hex()
 
 
 def route_of(scope: Scope) -> str | None:
@@ -107,8 +108,7 @@ class ObservabilityMiddleware:
         if not access_log.isEnabledFor(level):
             return
         if not self._json_lines:
-            if facts.prompt is not None:  # LOG_PROMPTS in the text form: the prompt on its own line
-                access_log.info("request %s prompt: %s", facts.request_id, facts.prompt)
+            self._log_text(scope, facts, response, elapsed, level)
             return
         fields: dict[str, Any] = {
             "request_id": facts.request_id,
@@ -132,3 +132,19 @@ class ObservabilityMiddleware:
         if facts.prompt is not None:
             fields["prompt"] = facts.prompt
         access_log.log(level, "request", extra={"fields": fields})
+
+    @staticmethod
+    def _log_text(scope: Scope, facts: RequestFacts, response: dict[str, Any], elapsed: float,
+                  level: int) -> None:
+        """uvicorn's access line, written after the response rather than before it, with what the request did.
+
+        The path is quoted as uvicorn quotes it; the query string is left out (it may carry a key).
+        """
+        client = scope.get("client")
+        served = f" {facts.provider} {facts.model}" if facts.provider else ""
+        access_log.log(level, '%s - "%s %s HTTP/%s" %d %.1f ms%s req %s',
+                       f"{client[0]}:{client[1]}" if client else "-", scope.get("method"),
+                       quote(scope.get("root_path", "") + scope.get("path", "")), scope.get("http_version"),
+                       response["status"], elapsed * 1000, served, facts.request_id)
+        if facts.prompt is not None:  # LOG_PROMPTS in the text form: the prompt on its own line
+            access_log.info("request %s prompt: %s", facts.request_id, facts.prompt)

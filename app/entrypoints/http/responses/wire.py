@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from app.domain.models import Usage
+from app.entrypoints.http.ids import random_hex
 from app.entrypoints.http.wire import WireModel
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class ResponsesRequest(WireModel):
 
 def new_id(prefix: str) -> str:
     """An id in OpenAI's form for responses (`resp`), messages (`msg`), function calls (`fc`)."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{random_hex()}"
 
 
 def usage_to_wire(usage: Usage) -> dict[str, Any]:
