@@ -1,4 +1,4 @@
-"""A client that leaves cancels the work done for it (a whole answer, or a stream not yet begun).
+"""A client that leaves cancels the work done for it (a whole answer, a stream being opened or sent).
 
 Starlette does not cancel a handler when its client goes away: a non-streamed
 request abandoned by its client would keep the local model generating, or an
@@ -11,9 +11,10 @@ When a route handler runs, its body has been read in full, so the next message
 `receive` gives is `http.disconnect`: the server sends it when the client
 closes the connection (or after the response is complete, by which time the
 race is over). The limits middleware, which wraps `receive`, passes it on.
-A stream needs this only until its first chunk: once it is being sent, a send
-that fails (the client is gone) ends the stream and closes it. The watcher is
-cancelled when the work is done, without taking a message from `receive`.
+A stream is watched while it is opened and again while it is sent
+(`streaming.py`): an upstream that goes quiet mid-answer gives no send to fail.
+The watcher is cancelled when the work is done, without taking a message from
+`receive`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     except asyncio.CancelledError:
         if not gone or this.uncancel() > 0:  # cancelled from elsewhere as well: that wins
             raise
-        log.info("client disconnected before its answer: work cancelled")
+        log.info("client disconnected: the work for it was cancelled")
         raise ClientDisconnected from None
     except BaseException:
         if gone:  # the work turned the cancellation into its own failure: the request is not cancelled
