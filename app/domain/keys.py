@@ -57,7 +57,7 @@ def looks_like_key(value: str) -> bool:
     return (
         value.startswith(KEY_PREFIX)
         and len(value) >= len(KEY_PREFIX) + BODY_LENGTH + CHECKSUM_LENGTH
-        and all(c in BASE62 for c in value[len(KEY_PREFIX):])
+        and value.isascii() and value[len(KEY_PREFIX):].isalnum()  # ASCII letters and digits: BASE62
         and hmac.compare_digest(value[-CHECKSUM_LENGTH:], checksum(body))
     )
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-
-import pytest
 
 from app.entrypoints.http import ids
 
@@ -17,12 +16,17 @@ def test_ids_are_distinct_hex_in_openai_forms_across_many_pool_refills() -> None
     assert re.fullmatch(r"cmpl-[0-9a-f]{32}", ids.text_completion_id())
 
 
-def test_a_forked_child_draws_its_own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_forked_child_draws_its_own_pool() -> None:
     pool = ids._RandomPool()
-    parent = pool.hex32()
-    state = (pool._hex, pool._at)
-    monkeypatch.setattr(ids.os, "getpid", lambda: -42)  # what the pool sees in a child after fork
-    child = pool.hex32()
-    assert (pool._hex, pool._at) != state and pool._at == 32
-    assert child not in state[0]  # not the parent's next id, nor any other of its pool
-    assert parent != child
+    pool.hex32()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its next id, to the parent
+        os.write(write, pool.hex32().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 64).decode()
+    os.waitpid(child, 0)
+    os.close(read)
+    assert re.fullmatch(r"[0-9a-f]{32}", child_id)
+    assert child_id not in pool._hex  # not the parent's next id, nor any other of its pool

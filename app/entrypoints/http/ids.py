@@ -3,7 +3,7 @@
 Random hex from the operating system's generator, drawn a few kilobytes at a
 time: `uuid4()` costs a system call and an object per id, about 2% of a
 proxied request's CPU (issue 14). The pool belongs to one process: a forked
-child draws its own.
+child empties it and draws its own.
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ class _RandomPool:
     def __init__(self) -> None:
         self._hex = ""
         self._at = 0
-        self._pid = -1
+        os.register_at_fork(after_in_child=self.empty)
+
+    def empty(self) -> None:
+        """Forget the bytes in hand (a forked child must not hand out its parent's next ids)."""
+        self._hex, self._at = "", 0
 
     def hex32(self) -> str:
         """32 fresh random hex digits (128 bits)."""
-        if self._at + 32 > len(self._hex) or self._pid != os.getpid():
-            self._hex, self._at, self._pid = os.urandom(POOL_BYTES).hex(), 0, os.getpid()
+        if self._at + 32 > len(self._hex):
+            self._hex, self._at = os.urandom(POOL_BYTES).hex(), 0
         at = self._at
         self._at = at + 32
         return self._hex[at:at + 32]
