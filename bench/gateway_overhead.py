@@ -394,6 +394,17 @@ def report(all_results: dict[str, dict | None]) -> None:
         print(f"\n--workers 2 / --workers 1 at concurrency 16, whole: {ratio:.2f}x")
 
 
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time so far, by state (user, nice, system, idle, iowait, irq, softirq, steal)."""
+    return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def print_steal(before: list[int], after: list[int]) -> None:
+    """How much CPU the hypervisor gave to others during the run: above a few percent, the figures are noisy."""
+    spent = [b - a for a, b in zip(before, after)]
+    print(f"\nCPU steal during the run: {100 * spent[7] / max(1, sum(spent)):.1f}% of the machine's time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk cell")
@@ -415,6 +426,7 @@ def main() -> None:
                                     start_new_session=True)
         running: list[subprocess.Popen] = [upstream]
         results: dict[str, dict | None] = {}
+        ticks = cpu_ticks()
         try:
             wait_for_port(up_port, upstream, 10)
             print(f"canned upstream on {up_port}; {args.duration} s per cell", flush=True)
@@ -445,6 +457,7 @@ def main() -> None:
             for proc in running:
                 stop(proc)
         report(results)
+        print_steal(ticks, cpu_ticks())
 
 
 if __name__ == "__main__":
