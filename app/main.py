@@ -20,6 +20,7 @@ from app.domain.keys import KeyRotationService
 from app.entrypoints.http import auth, observability
 from app.entrypoints.http.client_key import ClientKeyMiddleware, declare_client_key
 from app.entrypoints.http.errors import install_error_handlers
+from app.entrypoints.http.lane import GenerationLane
 from app.entrypoints.http.limits import install_limits
 from app.entrypoints.http.routes import ROUTER_MODULES, include_routers
 from app.ports.model_loader import ModelLoader
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                   lifespan=lifespan, telemetry=observability.native_telemetry(telemetry))
     app.state.container = container
     install_error_handlers(app)
+    app.add_middleware(GenerationLane)  # innermost: generation requests skip the router (lane.py)
     app.add_middleware(ClientKeyMiddleware)  # the key before the body is read at all
     install_limits(app, settings)  # a body over the limit is refused before anything else is done
     # Outside both: a 413 or a 401 is counted and logged too, with its request id.

@@ -35,20 +35,20 @@ class StrictJSONRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         """FastAPI's handler, given the strict request, behind the short path when the endpoint allows it."""
         handler = super().get_route_handler()
-        short = _ShortPath.of(self)
+        short = ShortPath.of(self)
 
         async def strict_handler(request: Request) -> Response:
             strict = StrictJSONRequest(request.scope, request.receive)
             if short is not None and not getattr(self.dependency_overrides_provider, "dependency_overrides", None):
-                response = await short.answer(strict)
-                if response is not None:
-                    return response
+                body = await short.parse(strict)
+                if body is not None:
+                    return await short.run(strict, body)
             return await handler(strict)
 
         return strict_handler
 
 
-class _ShortPath:
+class ShortPath:
     """Calls an endpoint `(request, body)` with a body that validated, after its request-only guards."""
 
     def __init__(self, endpoint: Callable[..., Awaitable[Response]], request_name: str, body_name: str,
@@ -60,7 +60,7 @@ class _ShortPath:
         self.guards = guards
 
     @classmethod
-    def of(cls, route: APIRoute) -> _ShortPath | None:
+    def of(cls, route: APIRoute) -> ShortPath | None:
         """The short path of `route`, or None when its endpoint or guards need FastAPI's machinery."""
         dependant = route.dependant
         if not _takes_only_request(dependant, allow_body=True) or len(dependant.body_params) != 1:
@@ -77,8 +77,8 @@ class _ShortPath:
         return cls(dependant.call, dependant.request_param_name or "", dependant.body_params[0].name, model,
                    guards)  # type: ignore[arg-type]
 
-    async def answer(self, request: StrictJSONRequest) -> Response | None:
-        """The endpoint's response, or None when the body is not a valid `application/json` one."""
+    async def parse(self, request: StrictJSONRequest) -> BaseModel | None:
+        """The body, validated; None when it is not a valid `application/json` one (nothing else is done)."""
         content_type = request.headers.get("content-type")
         if content_type is None or content_type.partition(";")[0].strip().lower() != "application/json":
             return None
@@ -87,12 +87,15 @@ class _ShortPath:
         except Exception:  # noqa: BLE001 - e.g. the limits cut the body: FastAPI's path answers it as ever
             return None
         try:
-            value = self.model.model_validate(from_json(body, allow_inf_nan=False))
+            return self.model.model_validate(from_json(body, allow_inf_nan=False))
         except ValueError:  # malformed JSON, or pydantic's ValidationError: FastAPI's path says what is wrong
             return None
+
+    async def run(self, request: Request, body: BaseModel) -> Response:
+        """The endpoint's response to `body`, after the route's guards."""
         for guard in self.guards:
             await guard(request)
-        return await self.endpoint(**{self.request_name: request, self.body_name: value})
+        return await self.endpoint(**{self.request_name: request, self.body_name: body})
 
 
 def _takes_only_request(dependant: Dependant, *, allow_body: bool) -> bool:
