@@ -19,7 +19,7 @@ import httpx
 from app.adapters.openai_compatible.errors import ErrorMapper, Scrubber
 from app.adapters.openai_compatible.rate_limit_headers import rate_limits_from_headers
 from app.adapters.openai_compatible.sse import SseReader
-from app.adapters.openai_compatible.transport import UpstreamHttp
+from app.adapters.openai_compatible.transport import UpstreamHttp, UpstreamResponse
 from app.adapters.openai_compatible.wire import (
     Malformed,
     chunk_from_wire,
@@ -78,9 +78,6 @@ class OpenAICompatibleProvider:
         self._errors = ErrorMapper(label=endpoint.label, key_setting=endpoint.key_setting,
                                    scrub=Scrubber(endpoint.api_key))
         self._on_rate_limits = on_rate_limits
-        # httpcore's DEBUG trace prints response headers verbatim, and an upstream may echo the key there.
-        trace = logging.getLogger("httpcore")
-        trace.setLevel(max(trace.getEffectiveLevel(), logging.INFO))
 
     @property
     def name(self) -> str:
@@ -206,13 +203,13 @@ class OpenAICompatibleProvider:
         key = self._endpoint.api_key
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _observe(self, model: str | None, response: httpx.Response) -> None:
+    def _observe(self, model: str | None, response: UpstreamResponse) -> None:
         if self._on_rate_limits is not None and model:
             limits = rate_limits_from_headers(response.headers, status=response.status_code)
             if limits is not None:
                 self._on_rate_limits(model, limits)
 
-    async def _read(self, response: httpx.Response) -> bytes:
+    async def _read(self, response: UpstreamResponse) -> bytes:
         """The body, refused past MAX_BODY_BYTES (a hostile upstream must not fill our memory)."""
         body = bytearray()
         async for piece in response.aiter_bytes():

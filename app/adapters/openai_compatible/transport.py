@@ -1,78 +1,74 @@
-"""The HTTP client the adapter sends with: httpx's API over aiohttp's connection pool.
+"""The HTTP client the adapter sends with: aiohttp's connection pool, with httpx's vocabulary of errors.
 
 httpcore's pool costs about three times the CPU per request of aiohttp's on this
 path (`bench/gateway_overhead.py`: a bare proxy endpoint managed ~350 requests/s
-at concurrency 16 on httpcore, ~1,200 on httpx-aiohttp's transport), and the
-gateway's own overhead is mostly its upstream calls. httpx-aiohttp is the
-transport the openai SDK offers for the same reason (`DefaultAioHttpClient`).
+at concurrency 16 on httpcore, ~1,200 on aiohttp), and the gateway's own overhead
+is mostly its upstream calls. aiohttp is called directly: httpx's Request and
+Response objects around it (httpx-aiohttp's transport) were 5% of a proxied
+request's CPU more (issue 14). The adapter reads a response's status, headers and
+body pieces (`UpstreamResponse`), and its failures keep httpx's exception types,
+the adapter's vocabulary for "could not connect", "broke while reading" and "timed out".
 """
 
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic_core import to_json
 
-LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+MAX_CONNECTIONS = 100
+KEEPALIVE_SECONDS = 5.0
 ACCEPTED_ENCODINGS = "gzip, deflate"
+# No per-read or total timeout in aiohttp: the adapter puts whole-attempt deadlines around every
+# call, and a per-read timeout would only cut long streams short.
+NO_TIMEOUT = aiohttp.ClientTimeout()
 
 
-class _TruthfulStream(httpx.AsyncByteStream):
-    """A response body whose failures say what they were (see `ConnectionFailuresAsSuch`)."""
+@contextmanager
+def _as_httpx_errors(*, connecting: bool) -> Iterator[None]:
+    """aiohttp's failures as the httpx exceptions the adapter handles."""
+    try:
+        yield
+    except aiohttp.ServerTimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc)) from exc
+    except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
+        raise httpx.ProxyError(str(exc)) from exc
+    except aiohttp.InvalidURL as exc:
+        raise httpx.UnsupportedProtocol(str(exc)) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise httpx.ReadError(str(exc)) from exc
+    except aiohttp.ClientConnectionError as exc:  # refused, reset, the server gone mid-answer
+        raise (httpx.ConnectError if connecting else httpx.ReadError)(str(exc)) from exc
+    except aiohttp.ClientError as exc:  # a malformed status line or header, say
+        raise httpx.RemoteProtocolError(str(exc)) from exc
 
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
-        self._inner = inner
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for piece in self._inner:
+class UpstreamResponse:
+    """One upstream answer: its status and headers, and its body in pieces as they arrive (decoded)."""
+
+    def __init__(self, raw: aiohttp.ClientResponse) -> None:
+        self._raw = raw
+        self.status_code: int = raw.status
+        self.headers: Mapping[str, str] = raw.headers  # case-insensitive
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's pieces, gzip or deflate decoded; a broken body raises httpx.ReadError."""
+        with _as_httpx_errors(connecting=False):
+            async for piece in self._raw.content.iter_any():
                 yield piece
-        except httpx.TimeoutException as exc:
-            raise _unmasked(exc, connecting=False) from exc.__cause__
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class ConnectionFailuresAsSuch(AiohttpTransport):
-    """httpx-aiohttp's transport, with a refused or dropped connection reported as a connection error.
-
-    httpx-aiohttp 0.2 maps every aiohttp `ClientConnectionError` (refused,
-    reset, server gone mid-answer) to `httpx.ConnectTimeout`; the adapter
-    would then report a dead upstream as a slow one (and the failover policy
-    treats the two differently). A real timeout keeps its type.
-    """
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request`; the response's body stream maps its failures the same way."""
-        try:
-            response = await super().handle_async_request(request)
-        except httpx.TimeoutException as exc:
-            raise _unmasked(exc, connecting=True) from exc.__cause__
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _TruthfulStream(response.stream)
-        return response
-
-
-def _unmasked(exc: httpx.TimeoutException, *, connecting: bool) -> httpx.TransportError:
-    """`exc` itself when a timeout caused it; otherwise the connection error it was."""
-    if isinstance(exc.__cause__, TimeoutError):  # aiohttp's timeouts are asyncio (= builtin) TimeoutErrors
-        return exc
-    return (httpx.ConnectError if connecting else httpx.ReadError)(str(exc))
 
 
 def pooled_session() -> aiohttp.ClientSession:
-    """The aiohttp session under the transport (`trust_env` off: see `proxy_from_environment`)."""
-    connector = aiohttp.TCPConnector(limit=LIMITS.max_connections or 0,
-                                     keepalive_timeout=LIMITS.keepalive_expiry,
+    """The aiohttp session (`trust_env` off: see `proxy_from_environment`; no cookies kept)."""
+    connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS,
                                      ssl=httpx.create_ssl_context())
-    return aiohttp.ClientSession(connector=connector)
+    # An upstream's cookies must not travel from one user's request to another's.
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), timeout=NO_TIMEOUT)
 
 
 def proxy_from_environment(base_url: str | None) -> httpx.Proxy | None:
@@ -92,50 +88,48 @@ def proxy_from_environment(base_url: str | None) -> httpx.Proxy | None:
 
 
 class UpstreamHttp:
-    """Sends requests straight to the pooled transport: httpx's Request and Response, no client layer.
+    """Sends requests over the pooled session: no redirects followed, no cookies kept, no client layer.
 
-    httpx's client adds what an API proxy does not want and pays for it on every call
-    (about 0.3 ms here): a cookie jar shared by every user's requests (an upstream's cookies
-    would travel between them), redirect and auth flows, URL merging. The adapter builds
-    the request itself: one URL object per endpoint, the body serialized once by pydantic-core.
+    The adapter builds each request itself: one URL per endpoint, the body serialized once by
+    pydantic-core, the proxy decided once.
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
+    def __init__(self, session: aiohttp.ClientSession, *, proxy: httpx.Proxy | None = None) -> None:
+        self._session = session
+        self._proxy: dict[str, Any] = {} if proxy is None else {
+            "proxy": str(proxy.url), "proxy_headers": dict(proxy.headers),
+            "proxy_auth": aiohttp.BasicAuth(*proxy.auth) if proxy.auth else None}
 
-    def url(self, base: str, path: str) -> httpx.URL:
-        """`base` joined with `path`, parsed once (keep it: parsing costs on every request)."""
-        return httpx.URL(base.rstrip("/") + path)
+    def url(self, base: str, path: str) -> str:
+        """`base` joined with `path` (keep it: built once per endpoint)."""
+        return base.rstrip("/") + path
 
     @asynccontextmanager
-    async def open(self, method: str, url: httpx.URL, *, headers: dict[str, str],
-                   json: Any = None) -> AsyncIterator[httpx.Response]:
-        """The response to one request, headers read and body not yet; closed on leaving."""
-        content = to_json(json) if json is not None else b""
-        # Only encodings httpx decodes: aiohttp would otherwise offer whatever it can decode itself.
+    async def open(self, method: str, url: str, *, headers: dict[str, str],
+                   json: Any = None) -> AsyncIterator[UpstreamResponse]:
+        """The response to one request, headers read and body not yet; closed (released) on leaving."""
+        content = to_json(json) if json is not None else None
+        # Only encodings decoded here: aiohttp would otherwise offer whatever it can decode itself.
         headers = {"accept-encoding": ACCEPTED_ENCODINGS, **headers}
-        if content:
+        if content is not None:
             headers["content-type"] = "application/json"
-        request = httpx.Request(method, url, headers=headers, content=content)
-        response = await self._transport.handle_async_request(request)
+        with _as_httpx_errors(connecting=True):
+            raw = await self._session.request(method, url, headers=headers, data=content, allow_redirects=False,
+                                              **self._proxy)
         try:
-            yield response
+            yield UpstreamResponse(raw)
         finally:
-            await response.aclose()
+            raw.release()  # back to the pool when the body was read in full; closed otherwise
+            await raw.wait_for_close()
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._transport.aclose()
+        await self._session.close()
 
 
 async def open_upstream_http(base_url: str | None = None) -> AsyncIterator[UpstreamHttp]:
-    """A pooled sender for the upstream at `base_url`, closed with the app.
-
-    No per-read timeout: the adapter puts whole-attempt deadlines around every call, and a
-    per-read timeout would only cut long streams short.
-    """
-    http = UpstreamHttp(ConnectionFailuresAsSuch(limits=LIMITS, client=pooled_session,
-                                                proxy=proxy_from_environment(base_url)))
+    """A pooled sender for the upstream at `base_url`, closed with the app."""
+    http = UpstreamHttp(pooled_session(), proxy=proxy_from_environment(base_url))
     try:
         yield http
     finally:
