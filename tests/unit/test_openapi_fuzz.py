@@ -55,3 +55,20 @@ def test_no_operation_answers_a_5xx_or_off_its_schema(case: schemathesis.Case, s
     case.call_and_validate(headers={**headers, "authorization": f"Bearer {key}", "admin-secret": ADMIN},
                            checks=CHECKS)
     case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+def test_every_operation_that_streams_documents_its_event_stream() -> None:
+    """The fuzzer meets a stream only when it happens to send `stream: true` in a valid body: checked here."""
+    document = _CLIENT.app.openapi()  # type: ignore[attr-defined]
+    schemas = document["components"]["schemas"]
+    streaming = []
+    for path, operations in document["paths"].items():
+        post = operations.get("post")
+        body = (post or {}).get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        if body is None:
+            continue
+        model = schemas[body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
+        if "stream" in model.get("properties", {}):
+            streaming.append(path)
+            assert "text/event-stream" in post["responses"]["200"]["content"], path
+    assert {"/v1/chat/completions", "/v1/completions", "/v1/responses"} <= set(streaming)

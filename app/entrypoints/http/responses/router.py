@@ -14,6 +14,7 @@ from app.domain.response_store import ResponseStore
 from app.entrypoints.http.auth import require_client_key
 from app.entrypoints.http.errors import ERROR_RESPONSES
 from app.entrypoints.http.json_route import StrictJSONRoute
+from app.entrypoints.http.sse import EVENT_SCHEMA
 from app.entrypoints.http.responses.events import events_response
 from app.entrypoints.http.responses.serving import ResponsesServing
 from app.entrypoints.http.responses.wire import ResponsesRequest, deleted_to_wire
@@ -36,8 +37,17 @@ async def serving(
 Serving = Annotated[ResponsesServing, Depends(serving)]
 
 
-@router.post("/v1/responses", response_model=None, summary="Create a response (OpenAI Responses API)")
-@router.post("/responses", response_model=None, include_in_schema=False)
+# Both bodies of its 200: the response object, or with `stream: true` Responses events.
+CREATED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The `response` object, or with `stream: true` server-sent Responses events "
+                         "(`event: response.created` ... `response.completed`).",
+          "content": {"application/json": {}, "text/event-stream": {"schema": EVENT_SCHEMA}}},
+}
+
+
+@router.post("/v1/responses", response_model=None, responses=CREATED,
+             summary="Create a response (OpenAI Responses API)")
+@router.post("/responses", response_model=None, responses=CREATED, include_in_schema=False)
 async def create_response(body: ResponsesRequest, response: Response,
                           responses: Serving) -> dict[str, Any] | StreamingResponse:
     """A `response` object, or Responses events when `stream` is true."""
