@@ -1,19 +1,20 @@
-"""The route class of the JSON-body routes: bodies read strictly, and a short path for valid ones.
+"""The route class of the JSON-body routes, and the short path the generation lane takes to them.
 
 Every such route reads its body as `StrictJSONRequest` (pydantic-core's parse,
 `json_codec.py`). A route whose endpoint takes only the `Request` and one body
-model, guarded only by dependencies that take only the `Request`, also gets a
-short path: a body sent as `application/json` that parses and validates is
+model, guarded only by dependencies that take only the `Request`, also has a
+`ShortPath`: a body sent as `application/json` that parses and validates is
 handed to the endpoint directly, without FastAPI's per-request machinery
 (dependency solving, parameter extraction, its content-type sniffing), which
-cost about a tenth of a proxied request's CPU (issue 14). Anything else, and
-every request while dependency overrides are set, takes FastAPI's own path, so
-errors are worded by the one place that words them; the body is read once.
+cost about a tenth of a proxied request's CPU (issue 14). The generation lane
+(`lane.py`) takes it; anything it does not take goes FastAPI's own way, so
+errors are worded by the one place that words them.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -30,34 +31,27 @@ Guard = Callable[[Request], Awaitable[Any]]
 
 
 class StrictJSONRoute(APIRoute):
-    """A route whose handler reads its body as `StrictJSONRequest`, valid bodies by the short path."""
+    """A route whose handler reads its body as `StrictJSONRequest`."""
 
     def get_route_handler(self) -> Handler:
-        """FastAPI's handler, given the strict request, behind the short path when the endpoint allows it."""
+        """FastAPI's handler, given the strict request."""
         handler = super().get_route_handler()
-        short = ShortPath.of(self)
 
         async def strict_handler(request: Request) -> Response:
-            strict = StrictJSONRequest(request.scope, request.receive)
-            if short is not None and not getattr(self.dependency_overrides_provider, "dependency_overrides", None):
-                body = await short.parse(strict)
-                if body is not None:
-                    return await short.run(strict, body)
-            return await handler(strict)
+            return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict_handler
 
 
+@dataclass(frozen=True, slots=True)
 class ShortPath:
     """Calls an endpoint `(request, body)` with a body that validated, after its request-only guards."""
 
-    def __init__(self, endpoint: Callable[..., Awaitable[Response]], request_name: str, body_name: str,
-                 model: type[BaseModel], guards: list[Guard]) -> None:
-        self.endpoint = endpoint
-        self.request_name = request_name
-        self.body_name = body_name
-        self.model = model
-        self.guards = guards
+    endpoint: Callable[..., Awaitable[Response]]
+    request_name: str
+    body_name: str
+    model: type[BaseModel]
+    guards: list[Guard]
 
     @classmethod
     def of(cls, route: APIRoute) -> ShortPath | None:
