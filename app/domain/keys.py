@@ -144,7 +144,14 @@ class KeyRotationService:
         return await asyncio.wrap_future(self._worker.submit(self.rotate_now))
 
     async def authenticate_async(self, presented: str | None) -> None:
-        """`authenticate()` for the event loop: the store is read off the loop, and only when it changed."""
+        """`authenticate()` for the event loop: the store is read off the loop, and only when it changed.
+
+        The current key in memory is compared first: the shape check (checksum included) is
+        for keys that are not it, which is what it is for (issue 14: ~1% of a request).
+        """
+        state = self._fresh()
+        if state is not None and presented and same_secret(presented, state.current.value):
+            return
         self._check_shape(presented)
         self._match(presented, await self._state_async())
 

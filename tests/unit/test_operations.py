@@ -202,7 +202,9 @@ def test_text_access_line_is_the_gateways_and_leaves_the_query_string_out(tmp_pa
     assert re.fullmatch(r'testclient:\d+ - "POST /v1/chat/completions HTTP/1.1" 200 [0-9.]+ ms '
                         rf"groq {GROQ_MODEL} req req-text-1", line), line
     assert "sk-planted" not in buffer.getvalue() and PROMPT not in buffer.getvalue()
-    assert logging.getLogger("uvicorn.access").disabled  # one line per request: the gateway's
+    uvicorn_access = logging.getLogger("uvicorn.access")  # one line per request: the gateway's
+    assert uvicorn_access.disabled and not uvicorn_access.hasHandlers()  # uvicorn skips building its own
+    assert not (logging.logThreads or logging.logProcesses or logging.logMultiprocessing)  # no format shows them
 
 
 def test_log_prompts_puts_the_prompt_in_the_access_line(tmp_path: Path) -> None:

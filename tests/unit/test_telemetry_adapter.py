@@ -122,3 +122,18 @@ def test_an_endpoint_turns_tracing_on_unless_the_sdk_is_disabled(monkeypatch) ->
     assert telemetry_from_environment().tracing
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert not telemetry_from_environment().tracing
+
+
+def test_repeated_observations_add_up_past_the_remembered_label_sets(monkeypatch) -> None:
+    from app.adapters.telemetry import instruments
+
+    monkeypatch.setattr(instruments, "CHILDREN_KEPT", 2)  # forgets its children every other new route
+    telemetry = PrometheusOtelTelemetry()
+    for _ in range(3):
+        for route in ("/a", "/b", "/c"):
+            telemetry.http_request(method="POST", route=route, status=200, seconds=0.01)
+    metrics = scrape(telemetry)
+
+    for route in ("/a", "/b", "/c"):
+        assert metrics.value("http_server_request_duration_seconds_count", http_route=route,
+                             http_request_method="POST", http_response_status_code="200") == 3

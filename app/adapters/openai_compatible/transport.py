@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import httpx
 from pydantic_core import to_json
+from yarl import URL
 
 MAX_CONNECTIONS = 100
 KEEPALIVE_SECONDS = 5.0
@@ -100,12 +101,12 @@ class UpstreamHttp:
             "proxy": str(proxy.url), "proxy_headers": dict(proxy.headers),
             "proxy_auth": aiohttp.BasicAuth(*proxy.auth) if proxy.auth else None}
 
-    def url(self, base: str, path: str) -> str:
-        """`base` joined with `path` (keep it: built once per endpoint)."""
-        return base.rstrip("/") + path
+    def url(self, base: str, path: str) -> URL:
+        """`base` joined with `path`, parsed (keep it: built once per endpoint, not on every request)."""
+        return URL(base.rstrip("/") + path)
 
     @asynccontextmanager
-    async def open(self, method: str, url: str, *, headers: dict[str, str],
+    async def open(self, method: str, url: URL, *, headers: dict[str, str],
                    json: Any = None) -> AsyncIterator[UpstreamResponse]:
         """The response to one request, headers read and body not yet; closed (released) on leaving."""
         content = to_json(json) if json is not None else None

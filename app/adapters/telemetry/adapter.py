@@ -68,7 +68,7 @@ class PrometheusOtelTelemetry:
 
     def http_request(self, *, method: str, route: str | None, status: int, seconds: float) -> None:
         """Record one HTTP request by route template (empty when none matched), method and status."""
-        self.instruments.http_duration.labels(method if method in _KNOWN_METHODS else "_OTHER", route or "",
+        self.instruments.http_duration_by(method if method in _KNOWN_METHODS else "_OTHER", route or "",
                                               str(status)).observe(seconds)
 
     def generation(self, *, provider: str, model: str | None, operation: str, stream: bool) -> Generation:
@@ -77,7 +77,7 @@ class PrometheusOtelTelemetry:
 
     def time_to_first_token(self, *, provider: str, model: str, seconds: float) -> None:
         """Record a streaming answer's time to first token at the gateway."""
-        self.instruments.time_to_first_token.labels(provider, model).observe(seconds)
+        self.instruments.time_to_first_token_by(provider, model).observe(seconds)
 
     def upstream_error(self, *, kind: str) -> None:
         """Count a failed upstream attempt by kind."""
@@ -154,13 +154,13 @@ class Generation:
 
     def first_chunk(self) -> None:
         """Record the time to the first chunk."""
-        self._instruments.time_to_first_chunk.labels(*self._labels).observe(perf_counter() - self._started)
+        self._instruments.time_to_first_chunk_by(*self._labels).observe(perf_counter() - self._started)
 
     def usage(self, *, model: str, input_tokens: int, output_tokens: int, finish_reason: str | None) -> None:
         """Record tokens by type, and the answering model."""
         self._response_model = model
-        self._instruments.token_usage.labels(*self._labels, model, "input").observe(input_tokens)
-        self._instruments.token_usage.labels(*self._labels, model, "output").observe(output_tokens)
+        self._instruments.token_usage_by(*self._labels, model, "input").observe(input_tokens)
+        self._instruments.token_usage_by(*self._labels, model, "output").observe(output_tokens)
         if self._span is not None:
             self._span.set_attributes({"gen_ai.response.model": model, "gen_ai.usage.input_tokens": input_tokens,
                                        "gen_ai.usage.output_tokens": output_tokens})
@@ -179,7 +179,7 @@ class Generation:
         if self._ended:
             return
         self._ended = True
-        self._instruments.operation_duration.labels(*self._labels, self._response_model, self._error) \
+        self._instruments.operation_duration_by(*self._labels, self._response_model, self._error) \
             .observe(perf_counter() - self._started)
         if self._span is not None:
             self._span.end()

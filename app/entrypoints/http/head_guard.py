@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with bounds on every request head: its size and the time it takes.
+"""uvicorn's httptools protocol with bounds on every request head, and each response head sent with its body.
 
 uvicorn bounds neither. httptools buffers a header of any size (a 64 MB header
 was read and parsed, 4.3 s of CPU, while `/healthz` stalled), and no timer runs
@@ -12,6 +12,12 @@ of the connection opening or the request's first byte, and in at most
 MAX_HEADER_BYTES (counted per read, so one read more at worst), or it is
 answered 408 or 431 in the OpenAI envelope and closed. An ASGI app only ever
 sees a head already read, so this cannot live in the middleware (`limits.py`).
+
+uvicorn writes a response's head and its body in two system calls. The first one
+wakes the client, and on this 2-core machine it took ~0.1 ms more than the second
+(issue 14; `bench/gateway_overhead.py`). Each response's head is held here until
+its first body write, which carries both, or until the event loop's next turn
+(a stream whose first event is not ready yet), so no head waits on an event.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.entrypoints.http.errors import error_bytes
 from app.settings import Settings
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # an interim answer: written at once, never held
 
 
 @functools.cache
@@ -39,6 +47,44 @@ def raw_error_response(status: HTTPStatus, message: str, code: str) -> bytes:
     head = (f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode("ascii") + body
+
+
+class HeadHoldingTransport:
+    """One response's view of the connection: its head is held for the write after it.
+
+    uvicorn's request cycle writes the head, then each piece of the body, then may close;
+    anything else it asks of the transport goes to the connection's own.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head_seen = False
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if not self._head_seen and data != CONTINUE:
+            self._head_seen = True
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        """Write the held head, if it is still held."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
 
 
 class HeadGuardedProtocol(HttpToolsProtocol):
@@ -75,7 +121,10 @@ class HeadGuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._stop_timer()
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not previous:  # this request's (its task has not run yet)
+            self.cycle.transport = HeadHoldingTransport(self.transport, self.loop)  # type: ignore[assignment]
 
     def _start_head(self) -> None:
         """A head begins: count its bytes; the clock runs from its connection or its first byte."""

@@ -57,7 +57,13 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
             for handler in logging.getLogger(name).handlers:
                 handler.setFormatter(formatter)
     # app.access writes the richer line, after the response rather than before it as uvicorn does.
-    logging.getLogger("uvicorn.access").disabled = True
+    # Without a handler, uvicorn does not even build its line's arguments (it asks hasHandlers()).
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.disabled, uvicorn_access.propagate = True, False
+    uvicorn_access.handlers.clear()
+    # No format here shows a thread or a process: records skip looking them up (the logging
+    # HOWTO's "Optimization"; a getpid() system call and two lookups per line, issue 14).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def _use(logger: logging.Logger, formatter: logging.Formatter) -> None:
