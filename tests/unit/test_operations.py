@@ -205,6 +205,7 @@ def test_text_access_line_is_the_gateways_and_leaves_the_query_string_out(tmp_pa
     uvicorn_access = logging.getLogger("uvicorn.access")  # one line per request: the gateway's
     assert uvicorn_access.disabled and not uvicorn_access.hasHandlers()  # uvicorn skips building its own
     assert not (logging.logThreads or logging.logProcesses or logging.logMultiprocessing)  # no format shows them
+    assert logging._srcfile is None  # nor the calling line
 
 
 def test_log_prompts_puts_the_prompt_in_the_access_line(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from pydantic_core import from_json
+
 from app.domain.errors import UpstreamUnavailable
 from app.domain.models import ChatMessage, ChatRequest, Chunk, Completion, FinishReason, Usage
 
@@ -80,12 +82,20 @@ def request_to_wire(model: str | None, request: ChatRequest, *, stream: bool, ma
 
 
 def parse_json(body: bytes | str, what: str) -> dict[str, Any]:
-    """A JSON object, or Malformed naming `what` was not one."""
+    """A JSON object, or Malformed naming `what` was not one.
+
+    pydantic-core parses first (about twice as fast, on every answer and every streamed event:
+    issue 14). What it refuses but an upstream may still send, invalid UTF-8, a lone surrogate
+    or deep nesting, is read by the standard library as before, and cleaned by the caller.
+    """
     try:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        parsed = json.loads(text)
-    except (ValueError, RecursionError):
-        raise Malformed(f"{what} is not JSON") from None
+        parsed = from_json(body)
+    except ValueError:
+        try:
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):
+            raise Malformed(f"{what} is not JSON") from None
     if not isinstance(parsed, dict):
         raise Malformed(f"{what} is not a JSON object")
     return parsed

@@ -61,9 +61,11 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.disabled, uvicorn_access.propagate = True, False
     uvicorn_access.handlers.clear()
-    # No format here shows a thread or a process: records skip looking them up (the logging
-    # HOWTO's "Optimization"; a getpid() system call and two lookups per line, issue 14).
+    # No format here shows a thread, a process or the calling line: records skip looking them up,
+    # as the logging HOWTO's "Optimization" section says (a getpid() system call and a walk up
+    # the stack per line, issue 14).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]
 
 
 def _use(logger: logging.Logger, formatter: logging.Formatter) -> None:

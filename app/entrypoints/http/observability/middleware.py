@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import quote
 
 from opentelemetry import trace
-from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,8 +22,8 @@ from app.entrypoints.http.client_key import served_routes
 from app.entrypoints.http.ids import random_hex
 from app.ports.telemetry import Telemetry
 
-REQUEST_ID_HEADER = "x-request-id"
-OVERHEAD_HEADER = "x-gateway-overhead-ms"
+REQUEST_ID_HEADER = b"x-request-id"
+OVERHEAD_HEADER = b"x-gateway-overhead-ms"
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})  # logged at debug level when they succeed
 UNMEASURED_PATHS = frozenset({"/metrics"})  # scrapes would swamp the request metrics
 
@@ -92,13 +91,15 @@ class ObservabilityMiddleware:
 
     def _response_started(self, message: Message, facts: RequestFacts, response: dict[str, Any],
                           elapsed: float) -> None:
-        headers = MutableHeaders(scope=message)
-        headers[REQUEST_ID_HEADER] = facts.request_id
+        # The raw list, not MutableHeaders: no header here is set twice by the app (issue 14: ~1%).
+        headers = message["headers"] = [*message.get("headers", ()),
+                                        (REQUEST_ID_HEADER, facts.request_id.encode("latin-1"))]
         response["status"] = message["status"]
         if facts.provider_calls:
             response["overhead"] = max(0.0, elapsed - facts.provider_seconds)
-            headers[OVERHEAD_HEADER] = f"{response['overhead'] * 1000:.2f}"
-        response["stream"] = headers.get("content-type", "").startswith("text/event-stream")
+            headers.append((OVERHEAD_HEADER, b"%.2f" % (response["overhead"] * 1000)))
+        content_type = next((value for name, value in headers if name == b"content-type"), b"")
+        response["stream"] = content_type.startswith(b"text/event-stream")
         if response["stream"] and message["status"] == 200 and facts.provider and facts.model:
             self._telemetry.time_to_first_token(provider=facts.provider, model=facts.model, seconds=elapsed)
 
