@@ -91,8 +91,8 @@ class ChatRequest:
         return kind in ("json_object", "json_schema")
 
     def with_model(self, model: str | None) -> ChatRequest:
-        """Copy with another target model."""
-        return replace(self, model=model)
+        """Copy with another target model (this one, when the model is the same: it is immutable)."""
+        return self if model == self.model else replace(self, model=model)
 
 
 @dataclass(frozen=True, slots=True)
