@@ -166,11 +166,15 @@ class OpenAICompatibleProvider:
                 events = SseReader(response.aiter_bytes(), max_event_bytes=MAX_EVENT_BYTES, label=label)
                 ending = StreamEnding(label)
                 while not ending.done:
-                    try:
-                        async with asyncio.timeout(idle):
-                            event = await events.next_event()
-                    except TimeoutError:
-                        raise UpstreamTimeout(f"{label} sent nothing for {idle:g} s mid-answer") from None
+                    # The idle deadline only where there is something to wait for: events that came
+                    # in one read are taken without a timer each (issue 14: ~8% of a stream's CPU).
+                    event = events.ready()
+                    if event is None:
+                        try:
+                            async with asyncio.timeout(idle):
+                                event = await events.next_event()
+                        except TimeoutError:
+                            raise UpstreamTimeout(f"{label} sent nothing for {idle:g} s mid-answer") from None
                     if event is None:
                         break
                     data = ending.read(event.name, event.data, self._errors)

@@ -43,17 +43,22 @@ class SseReader:
         self._buffer = bytearray()
         self._ended = False
 
+    def ready(self) -> SseEvent | None:
+        """The next event if its bytes are all read already (nothing to wait for), else None."""
+        while (end := self._buffer.find(b"\n\n")) >= 0:
+            block = bytes(self._buffer[:end])
+            del self._buffer[:end + 2]
+            event = parse_event(block.decode("utf-8", "replace"))
+            if event is not None:
+                return event
+        return None
+
     async def next_event(self) -> SseEvent | None:
         """The next event, or None once the body has ended."""
         while True:
-            end = self._buffer.find(b"\n\n")
-            if end >= 0:
-                block = bytes(self._buffer[:end])
-                del self._buffer[:end + 2]
-                event = parse_event(block.decode("utf-8", "replace"))
-                if event is not None:
-                    return event
-                continue
+            event = self.ready()
+            if event is not None:
+                return event
             if self._ended:
                 rest, self._buffer = bytes(self._buffer), bytearray()
                 return parse_event(rest.decode("utf-8", "replace")) if rest.strip() else None
