@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test test-fast lint bench bench-gateway clean
+.PHONY: install serve test test-fast lint bench bench-gateway bench-gateway-instructions clean
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -54,6 +54,12 @@ bench-gateway: install
 		$(PYTHON) -m venv /tmp/litellm-venv && \
 		timeout 300 /tmp/litellm-venv/bin/pip install --quiet 'litellm[proxy]' || echo "litellm: not installed"; fi
 	$(BIN)/python bench/gateway_overhead.py
+
+# The gateway's instructions per request under valgrind: a figure this noisy machine does not move.
+bench-gateway-instructions: install
+	@command -v valgrind >/dev/null || { echo "need valgrind (Debian: apt-get install -y valgrind)"; exit 1; }
+	$(BIN)/python bench/gateway_instructions.py
+	$(BIN)/python bench/gateway_instructions.py --stream
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -14,8 +14,8 @@ answered 408 or 431 in the OpenAI envelope and closed. An ASGI app only ever
 sees a head already read, so this cannot live in the middleware (`limits.py`).
 
 uvicorn writes a response's head and its body in two system calls. The first one
-wakes the client, and on this 2-core machine it took ~0.1 ms more than the second
-(issue 14; `bench/gateway_overhead.py`). Each response's head is held here until
+wakes the client, and on this 2-core machine it took ~0.1 ms more than the second in a
+traced request (issue 14). Each response's head is held here until
 its first body write, which carries both, or until the event loop's next turn
 (a stream whose first event is not ready yet), so no head waits on an event.
 """
