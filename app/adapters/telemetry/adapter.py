@@ -69,7 +69,7 @@ class PrometheusOtelTelemetry:
     def http_request(self, *, method: str, route: str | None, status: int, seconds: float) -> None:
         """Record one HTTP request by route template (empty when none matched), method and status."""
         self.instruments.http_duration_by(method if method in _KNOWN_METHODS else "_OTHER", route or "",
-                                              str(status)).observe(seconds)
+                                          str(status)).observe(seconds)
 
     def generation(self, *, provider: str, model: str | None, operation: str, stream: bool) -> Generation:
         """Start a span (when tracing) and a duration measurement around one model call."""
