@@ -29,11 +29,12 @@ class Gateway:
 
 
 @contextmanager
-def served(workdir: Path, fake_groq: FakeGroq, **env: str) -> Iterator[Gateway]:
-    """Serve from `workdir` with Groq at `fake_groq` (more settings in `env`) until the block ends."""
+def served(workdir: Path, fake_groq: FakeGroq, *, extra_args: tuple[str, ...] = (), **env: str) -> Iterator[Gateway]:
+    """Serve from `workdir` with Groq at `fake_groq` (more settings in `env`, uvicorn flags in
+    `extra_args`) until the block ends."""
     settings = {"GROQ_API_KEY": FAKE_GROQ_KEY, "GROQ_BASE_URL": fake_groq.base_url,
                 "ADMIN_SECRET": ADMIN_SECRET, **env}
-    with AppServer(workdir, settings) as server:
+    with AppServer(workdir, settings, extra_args=extra_args) as server:
         response = httpx.get(f"{server.base_url}/current-key", headers={"admin-secret": ADMIN_SECRET},
                              timeout=10)
         assert response.status_code == 200, response.text

@@ -1,41 +1,13 @@
-"""A response's head goes out with its body, in one write, through uvicorn's own request cycle."""
+"""A response's head goes out with its body, and a turn's events together: through uvicorn's own request cycle."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from uvicorn.config import Config
-from uvicorn.server import ServerState
+from app.entrypoints.http.head_guard import CONTINUE, HeadHoldingTransport
 
-from app.entrypoints.http.head_guard import CONTINUE, HeadGuardedProtocol, HeadHoldingTransport
-
-
-class RecordingTransport(asyncio.Transport):
-    """What a connection was asked to write, write by write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
+from tests.support.uvicorn_cycle import RecordingTransport, serve
 
 
 async def whole(scope: dict, receive: Any, send: Any) -> None:
@@ -50,16 +22,19 @@ async def slow_stream(scope: dict, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def serve(app: Any, request: bytes, *, settle: float = 0.01) -> RecordingTransport:
-    config = Config(app=app, http=HeadGuardedProtocol, log_config=None, lifespan="off")
-    config.load()
-    protocol = HeadGuardedProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = RecordingTransport()
-    protocol.connection_made(transport)
-    protocol.data_received(request)
-    await asyncio.sleep(settle)
-    protocol.connection_lost(None)
-    return transport
+def burst(transport: RecordingTransport, seen_at_the_end: list[int], *, turn_between: bool = False) -> Any:
+    """A stream of three events made in one turn of the loop (or a turn apart), then its end."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in (1, 2, 3):
+            await send({"type": "http.response.body", "body": b"data: %d\n\n" % n, "more_body": True})
+            if turn_between:
+                await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+        seen_at_the_end.append(len(transport.writes))  # before the loop turns again
+
+    return app
 
 
 async def test_a_whole_response_is_one_write() -> None:
@@ -104,3 +79,21 @@ async def test_closing_writes_a_held_head_first() -> None:
     holder.close()
     await asyncio.sleep(0)  # the scheduled flush finds nothing more to write
     assert transport.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"] and transport.closed
+
+
+async def test_a_streams_events_made_in_one_turn_go_out_in_one_write_after_the_first() -> None:
+    transport, seen = RecordingTransport(), []
+    await serve(burst(transport, seen), b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", transport=transport)
+
+    head_and_first, rest = transport.writes
+    assert head_and_first.startswith(b"HTTP/1.1 200 OK\r\n") and head_and_first.endswith(b"9\r\ndata: 1\n\n\r\n")
+    assert rest == b"9\r\ndata: 2\n\n\r\n9\r\ndata: 3\n\n\r\n0\r\n\r\n"
+    assert seen == [2]  # the response's last write went out as it completed, not a turn later
+
+
+async def test_events_made_a_turn_apart_go_out_a_turn_apart() -> None:
+    transport, seen = RecordingTransport(), []
+    await serve(burst(transport, seen, turn_between=True), b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+                transport=transport)
+
+    assert transport.writes[1:] == [b"9\r\ndata: 2\n\n\r\n", b"9\r\ndata: 3\n\n\r\n", b"0\r\n\r\n"]

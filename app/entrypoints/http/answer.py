@@ -80,14 +80,15 @@ async def answer(http: Request, body: GenerationBody, *, rendering: Rendering,
     The work is cancelled if the client leaves (`receive` says so) before the answer, or a stream's
     first chunk, is ready; once a stream is sent, a failed send ends it.
     """
-    service, limits, receive = await chat_service(http), await request_limits(http), http.receive
+    service, limits = await chat_service(http), await request_limits(http)
+    scope, receive = http.scope, http.receive
     request = body.to_domain()
     check_prompt_size(request, limits, param=body.prompt_param)
     try:
         if body.stream:
-            opened = await unless_disconnected(receive, service.open_stream(request, route=route))
+            opened = await unless_disconnected(scope, receive, service.open_stream(request, route=route))
         else:
-            completion = await unless_disconnected(receive, service.complete(request, route=route))
+            completion = await unless_disconnected(scope, receive, service.complete(request, route=route))
     except ClientDisconnected:
         return Response(status_code=499)  # nobody reads it: the status is for the access log
     except DomainError as exc:

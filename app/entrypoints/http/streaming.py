@@ -40,7 +40,7 @@ class ClosingStreamingResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await unless_disconnected(receive, self.stream_response(send))
+            await unless_disconnected(scope, receive, self.stream_response(send))
         except (ClientDisconnected, OSError):  # the client left (logged where it was noticed)
             pass
         finally:
