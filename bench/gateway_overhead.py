@@ -13,6 +13,12 @@ DURATION seconds, at concurrency 1, 16 and 64, whole and streamed. A raw-socket 
 measures the time to the first streamed byte at concurrency 1. Printed per cell: p50/p99,
 the latency added over direct calls, requests/s, and the gateway's RSS after the load.
 The numbers are for comparison within one run: the upstream, wrk and the gateway share the cores.
+
+Then issue 14's targets are measured again with the targets taking turns (`--rounds`,
+`--round-seconds`): each round runs direct calls and every gateway one after the other
+(whole at concurrency 1, then concurrency 16), and the time to first byte alternates request
+by request. The medians over the rounds are what to quote: minutes apart, the same code's
+figures move by 15% or more on these shared machines.
 """
 
 from __future__ import annotations
@@ -285,45 +291,71 @@ def wrk(port: int, path: str, key: str, streamed: bool, connections: int, second
                 rps=data["requests"] / (data["us"] / 1e6), failed=data["errors"] + data["non2xx"])
 
 
-def first_byte_ms(port: int, path: str, key: str, samples: int) -> tuple[float, float]:
-    """p50/p99 of the time from sending a streamed request to its first `data:` byte, on a keep-alive socket.
+class FirstByteProbe:
+    """Streamed requests one at a time on a keep-alive socket, each timed from sending to its first `data:` byte.
 
     The rest of each response is read to its end before the next request (a server that closes
     the connection after `[DONE]` gets a new one). Each read waits 10 s at most.
     """
-    body = body_for(True)
-    request = (f"POST {path} HTTP/1.1\r\nhost: {HOST}:{port}\r\ncontent-type: application/json\r\n"
-               f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
-    times = []
-    sock: socket.socket | None = None
+
+    def __init__(self, port: int, path: str, key: str) -> None:
+        body = body_for(True)
+        self.address = (HOST, port)
+        self.request = (f"POST {path} HTTP/1.1\r\nhost: {HOST}:{port}\r\ncontent-type: application/json\r\n"
+                        f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+        self.sock: socket.socket | None = None
+
+    def once(self) -> float:
+        """One request's time to its first event, in ms."""
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address, timeout=10)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = time.perf_counter()
+        self.sock.sendall(self.request)
+        seen, first = b"", None
+        while True:
+            piece = self.sock.recv(65536)
+            if not piece:
+                if b"[DONE]" not in seen:
+                    raise RuntimeError("connection closed mid-answer")
+                self.close()
+                break
+            seen += piece
+            if first is None and b"data:" in seen:
+                first = time.perf_counter() - start
+            if seen.endswith(b"0\r\n\r\n"):
+                break
+        assert first is not None
+        return first * 1000
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def p50_p99(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+def first_byte_ms(probes: list[FirstByteProbe], samples: int) -> list[tuple[float, float]]:
+    """p50/p99 of each probe's time to first byte, the probes asked in turn, request by request.
+
+    Asked in turn, the targets see the same moments of a noisy machine. The first 20
+    rounds warm the connection pools up and are not counted.
+    """
+    times: list[list[float]] = [[] for _ in probes]
     try:
         for i in range(samples + 20):
-            if sock is None:
-                sock = socket.create_connection((HOST, port), timeout=10)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            start = time.perf_counter()
-            sock.sendall(request)
-            seen, first = b"", None
-            while True:
-                piece = sock.recv(65536)
-                if not piece:
-                    if b"[DONE]" not in seen:
-                        raise RuntimeError("connection closed mid-answer")
-                    sock.close()
-                    sock = None
-                    break
-                seen += piece
-                if first is None and b"data:" in seen:
-                    first = time.perf_counter() - start
-                if seen.endswith(b"0\r\n\r\n"):
-                    break
-            if i >= 20:  # the first ones warm the connection pools up
-                times.append(first * 1000)
+            for probe, kept in zip(probes, times):
+                took = probe.once()
+                if i >= 20:
+                    kept.append(took)
     finally:
-        if sock is not None:
-            sock.close()
-    times.sort()
-    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+        for probe in probes:
+            probe.close()
+    return [p50_p99(kept) for kept in times]
 
 
 # ---------------------------------------------------------------- the run
@@ -337,6 +369,7 @@ class Target:
     path: str
     key: str
     pid: int | None = None
+    workers: int = 1
 
 
 def measure(target: Target, seconds: int, script: Path) -> dict:
@@ -347,7 +380,7 @@ def measure(target: Target, seconds: int, script: Path) -> dict:
             results["cells"][(streamed, connections)] = wrk(target.port, target.path, target.key, streamed,
                                                             connections, seconds, script)
     try:
-        results["ttfb"] = first_byte_ms(target.port, target.path, target.key, TTFB_SAMPLES)
+        [results["ttfb"]] = first_byte_ms([FirstByteProbe(target.port, target.path, target.key)], TTFB_SAMPLES)
     except (OSError, RuntimeError) as exc:  # socket.timeout is an OSError
         print(f"{target.label}: time to first byte not measured ({exc!r})", flush=True)
         results["ttfb"] = None
@@ -394,6 +427,54 @@ def report(all_results: dict[str, dict | None]) -> None:
         print(f"\n--workers 2 / --workers 1 at concurrency 16, whole: {ratio:.2f}x")
 
 
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """`median (min-max)` of one figure over the rounds."""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: int, script: Path) -> None:
+    """Issue 14's targets measured again, the targets taking turns, so that each round they see the same machine.
+
+    Minutes apart, the same code's figures move by 15% or more on these shared machines:
+    each round measures direct calls and every gateway one after the other, and the figures
+    quoted are the medians over the rounds of what each round measured.
+    """
+    print(f"\nissue 14's targets, the targets taking turns: {rounds} rounds of {seconds} s cells; "
+          "median (lowest-highest) over the rounds", flush=True)
+    added_p50: dict[str, list[float]] = {t.label: [] for t in gateways}
+    added_p99: dict[str, list[float]] = {t.label: [] for t in gateways}
+    per_worker: dict[str, list[float]] = {t.label: [] for t in gateways}
+    ratios: list[float] = []
+    for _ in range(rounds):
+        base = wrk(direct.port, direct.path, direct.key, False, 1, seconds, script)
+        for target in gateways:
+            cell = wrk(target.port, target.path, target.key, False, 1, seconds, script)
+            added_p50[target.label].append(cell.p50_ms - base.p50_ms)
+            added_p99[target.label].append(cell.p99_ms - base.p99_ms)
+        loaded = [wrk(t.port, t.path, t.key, False, 16, seconds, script) for t in gateways]
+        for target, cell in zip(gateways, loaded):
+            per_worker[target.label].append(cell.rps / target.workers)
+        if len(loaded) == 2:
+            ratios.append(loaded[1].rps / loaded[0].rps)
+    probes = [FirstByteProbe(t.port, t.path, t.key) for t in (direct, *gateways)]
+    [(direct_p50, _), *ttfbs] = first_byte_ms(probes, TTFB_SAMPLES)
+    width = 44
+    print(f"{'':<{width}} {'target':>8}   " + "   ".join(f"{t.label:>24}" for t in gateways))
+    rows = [
+        ("added p50, concurrency 1, whole (ms)", "<= 1", [spread(added_p50[t.label]) for t in gateways]),
+        ("added p99, concurrency 1, whole (ms)", "<= 3", [spread(added_p99[t.label]) for t in gateways]),
+        ("req/s per worker, concurrency 16, whole", ">= 1000",
+         [spread(per_worker[t.label], "{:.0f}") for t in gateways]),
+        (f"streamed TTFB added, p50 (ms, {TTFB_SAMPLES} each)", "<= 1",
+         [f"{p50 - direct_p50:.2f}" for p50, _ in ttfbs]),
+    ]
+    for name, goal, cells in rows:
+        print(f"{name:<{width}} {goal:>8}   " + "   ".join(f"{cell:>24}" for cell in cells))
+    if ratios:
+        print(f"{'--workers 2 / --workers 1, concurrency 16':<{width}} {'>= 1.7x':>8}   {spread(ratios):>24}"
+              f"   (each round: {' '.join(f'{r:.2f}' for r in ratios)})")
+
+
 def cpu_ticks() -> list[int]:
     """The machine's CPU time so far, by state (user, nice, system, idle, iowait, irq, softirq, steal)."""
     return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -410,6 +491,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk cell")
     parser.add_argument("--workers", default="1,2", help="gateway worker counts to measure")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even when installed")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of the targets taking turns at the end (0: none)")
+    parser.add_argument("--round-seconds", type=int, default=3, help="seconds per wrk cell in those rounds")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal: run the canned upstream
     args = parser.parse_args()
     if args.upstream:
@@ -433,15 +517,16 @@ def main() -> None:
             results["direct"] = measure(Target("direct", up_port, "/chat/completions", "x"), args.duration, script)
             print(CELL_HEADER, flush=True)
             print_cells("direct", results["direct"], results["direct"])
+            gateways = []  # all up at once (an idle one costs the others nothing): they take turns below
             for workers in (int(w) for w in args.workers.split(",")):
                 proc, port, key = start_gateway(up_port, workers, tmp)
                 running.append(proc)
-                label = f"gateway --workers {workers}"
-                print(f"measuring {label}", flush=True)
-                results[label] = measure(Target(label, port, "/v1/chat/completions", key, proc.pid),
-                                         args.duration, script)
-                print_cells(label, results[label], results["direct"])
-                stop(proc)
+                gateways.append(Target(f"gateway --workers {workers}", port, "/v1/chat/completions", key,
+                                       proc.pid, workers))
+            for target in gateways:
+                print(f"measuring {target.label}", flush=True)
+                results[target.label] = measure(target, args.duration, script)
+                print_cells(target.label, results[target.label], results["direct"])
             started = None if args.no_litellm else start_litellm(up_port, tmp)
             if started is None:
                 results["litellm proxy"] = None
@@ -453,10 +538,13 @@ def main() -> None:
                                                           proc.pid), args.duration, script)
                 print_cells("litellm proxy", results["litellm proxy"], results["direct"])
                 stop(proc)
+            report(results)
+            if args.rounds:
+                alternating(Target("direct", up_port, "/chat/completions", "x"), gateways, args.rounds,
+                            args.round_seconds, script)
         finally:
             for proc in running:
                 stop(proc)
-        report(results)
         print_steal(ticks, cpu_ticks())
 
 
