@@ -77,7 +77,7 @@ async def answer(http: Request, body: GenerationBody, *, rendering: Rendering,
     The chat service and the limits are read from the app here, not declared as route
     dependencies: each FastAPI dependency costs tens of microseconds a request (issue 14).
 
-    The work is cancelled if the client leaves (`receive` says so) before the answer, or a stream's
+    The work is cancelled if the client leaves (`disconnect.py`) before the answer, or a stream's
     first chunk, is ready; once a stream is sent, a failed send ends it.
     """
     service, limits = await chat_service(http), await request_limits(http)

@@ -68,8 +68,10 @@ class DisconnectSignal:
         return lambda: self._unsubscribe(callback)
 
     def _unsubscribe(self, callback: Callable[[], None]) -> None:
-        if callback in self._callbacks:
+        try:
             self._callbacks.remove(callback)
+        except ValueError:  # already called: fire() emptied the list
+            pass
 
 
 def _signal(scope: Scope) -> DisconnectSignal | None:
