@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -335,6 +338,30 @@ async def test_stream_yields_text_then_usage_from_the_last_chunk(fake_groq: Fake
     assert chunks[-1].finish_reason is None  # the `choices: []` usage chunk comes after the finish
     assert fake_groq.requests[0]["stream"] is True
     assert fake_groq.requests[0]["stream_options"] == {"include_usage": True}
+
+
+async def test_a_finished_stream_leaves_nothing_for_the_garbage_collector_to_close(
+        fake_groq: FakeGroq, http: UpstreamHttp) -> None:
+    """An async generator left suspended is closed by the collector, through a thread-safe wake-up and a task."""
+    fake_groq.script(Answer("one two three"), Answer("four"))
+    left: list[str] = []
+    hooks = sys.get_asyncgen_hooks()
+    assert hooks.finalizer is not None  # the event loop's: it schedules the generator's close
+
+    def finalizer(generator: Any) -> None:
+        left.append(generator.__qualname__)
+        hooks.finalizer(generator)
+
+    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=finalizer)
+    try:
+        provider = groq(fake_groq, http)
+        for _ in range(2):
+            assert (await read_all(provider))[-1].usage is not None
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+
+    assert left == []
 
 
 async def test_stream_reasoning_comes_apart_from_the_text(fake_groq: FakeGroq, http: UpstreamHttp) -> None:

@@ -57,11 +57,34 @@ class UpstreamResponse:
         self.status_code: int = raw.status
         self.headers: Mapping[str, str] = raw.headers  # case-insensitive
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body's pieces, gzip or deflate decoded; a broken body raises httpx.ReadError."""
+        return _Pieces(self._raw.content)
+
+
+class _Pieces:
+    """A body's pieces as they arrive: an iterator object, not an async generator.
+
+    A reader that stops early (a stream ends at `[DONE]`, before the body's last
+    empty read) leaves nothing suspended: a generator left so is closed by the
+    garbage collector, which asks the event loop, through a thread-safe wake-up,
+    for a task to run its close (issue 14: that hop was on every streamed request).
+    """
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+
+    def __aiter__(self) -> _Pieces:
+        return self
+
+    async def __anext__(self) -> bytes:
         with _as_httpx_errors(connecting=False):
-            async for piece in self._raw.content.iter_any():
-                yield piece
+            piece = await self._content.readany()
+        if not piece:  # aiohttp's end of body
+            raise StopAsyncIteration
+        return piece
 
 
 def pooled_session() -> aiohttp.ClientSession:
