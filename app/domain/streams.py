@@ -27,6 +27,7 @@ class ChunkStream:
         self._closes = closes  # the stream this one wraps, closed with it
         self._first_pending = True
         self._closed = False
+        self._ended = False
 
     def wrapped(self, rest: Callable[[AsyncGenerator[Chunk, None]], AsyncGenerator[Chunk, None]]) -> ChunkStream:
         """This stream with `rest(chunks after the first)` in place of them; closing it closes this one.
@@ -46,6 +47,11 @@ class ChunkStream:
         """The model that answers (known from the first chunk)."""
         return self.first.model
 
+    @property
+    def finished(self) -> bool:
+        """Read to its end or closed: the work behind it is over, and closing it waits on nothing."""
+        return self._ended or self._closed
+
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self
 
@@ -55,7 +61,11 @@ class ChunkStream:
             return self.first
         if self._closed:
             raise StopAsyncIteration
-        return await self._rest.__anext__()
+        try:
+            return await self._rest.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            raise
 
     async def aclose(self) -> None:
         """Stop the work behind the stream and release what it holds."""

@@ -20,7 +20,14 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 async def close_quietly(stream: ChunkStream) -> None:
-    """Close a stream even while the request is being cancelled (bounded)."""
+    """Close a stream even while the request is being cancelled (bounded).
+
+    A stream read to its end has nothing left to wait on: it is closed without the
+    shielded, bounded scope (two of those were ~4% of a streamed request, issue 14).
+    """
+    if stream.finished:
+        await stream.aclose()
+        return
     with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
         await stream.aclose()
 
