@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 
 import pytest
@@ -71,6 +72,27 @@ async def test_the_proxy_from_the_environment_carries_upstream_calls_unless_exem
     if not exempt:  # only what httpx can decode is offered, whatever aiohttp could
         assert proxy.headers[0]["accept-encoding"] == "gzip, deflate"
         assert proxy.headers[0]["authorization"] == "Bearer gsk_transport_test"
+
+
+async def test_a_proxys_credentials_go_to_the_proxy_alone_and_never_into_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = ForwardProxy()
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://squid-user:s3cret-pass@127.0.0.1:{port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("NO_PROXY", "")
+    base_url = "http://groq.invalid/openai/v1"
+    async with server:
+        async for http in open_upstream_http(base_url):
+            assert (await provider(http, base_url).complete(HELLO)).text == "via the proxy"
+    assert proxy.headers[0]["proxy-authorization"] == "Basic " + base64.b64encode(b"squid-user:s3cret-pass").decode()
+
+    monkeypatch.setenv("HTTP_PROXY", f"http://squid-user:s3cret-pass@127.0.0.1:{free_port()}")  # nobody there
+    async for http in open_upstream_http(base_url):
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await provider(http, base_url).complete(HELLO)
+    assert "s3cret" not in str(raised.value) and "s3cret" not in repr(raised.value.__cause__)
 
 
 async def test_a_refused_connection_is_a_connection_failure_not_a_timeout() -> None:
