@@ -34,6 +34,8 @@ class ChunkStream:
 
         For a layer that watches or transforms a stream it passes on (retries count a
         break mid-stream, say) without peeling the first chunk off and gluing it back.
+        `rest` reads the chunks to their end, or closes them when it stops early: a stream
+        that ended is `finished`, and is closed without waiting on anything.
         """
         return ChunkStream(self.first, rest(self._rest), closes=self)
 
