@@ -445,7 +445,9 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
     added_p99: dict[str, list[float]] = {t.label: [] for t in gateways}
     per_worker: dict[str, list[float]] = {t.label: [] for t in gateways}
     ratios: list[float] = []
+    steals: list[float] = []
     for _ in range(rounds):
+        ticks = cpu_ticks()
         base = wrk(direct.port, direct.path, direct.key, False, 1, seconds, script)
         for target in gateways:
             cell = wrk(target.port, target.path, target.key, False, 1, seconds, script)
@@ -456,6 +458,7 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
             per_worker[target.label].append(cell.rps / target.workers)
         if len(loaded) == 2:
             ratios.append(loaded[1].rps / loaded[0].rps)
+        steals.append(steal_percent(ticks, cpu_ticks()))
     probes = [FirstByteProbe(t.port, t.path, t.key) for t in (direct, *gateways)]
     [(direct_p50, _), *ttfbs] = first_byte_ms(probes, TTFB_SAMPLES)
     width = 44
@@ -473,6 +476,7 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
     if ratios:
         print(f"{'--workers 2 / --workers 1, concurrency 16':<{width}} {'>= 1.7x':>8}   {spread(ratios):>24}"
               f"   (each round: {' '.join(f'{r:.2f}' for r in ratios)})")
+    print(f"{'CPU steal in each round (%)':<{width}} {'':>8}   {' '.join(f'{x:.1f}' for x in steals)}")
 
 
 def cpu_ticks() -> list[int]:
@@ -480,10 +484,15 @@ def cpu_ticks() -> list[int]:
     return [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """The share of the machine's time the hypervisor gave to others between two `cpu_ticks()`."""
+    spent = [b - a for a, b in zip(before, after)]
+    return 100 * spent[7] / max(1, sum(spent))
+
+
 def print_steal(before: list[int], after: list[int]) -> None:
     """How much CPU the hypervisor gave to others during the run: above a few percent, the figures are noisy."""
-    spent = [b - a for a, b in zip(before, after)]
-    print(f"\nCPU steal during the run: {100 * spent[7] / max(1, sum(spent)):.1f}% of the machine's time")
+    print(f"\nCPU steal during the run: {steal_percent(before, after):.1f}% of the machine's time")
 
 
 def main() -> None:
