@@ -102,3 +102,27 @@ async def test_a_refused_connection_is_a_connection_failure_not_a_timeout() -> N
 
     assert not isinstance(raised.value, UpstreamTimeout)
     assert raised.value.kind == "connection"
+
+
+@pytest.mark.parametrize(("answer", "named"), [
+    (None, "ConnectError"),  # nobody listening
+    (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"id\":", "ReadError"),
+    (b"HTTP/1.1 two hundred\r\n\r\n", "RemoteProtocolError"),
+    (b"", "ConnectError"),  # closed before the answer's head: as good as not reached
+])
+async def test_each_kind_of_broken_upstream_is_named_in_the_failure(answer: bytes | None, named: str) -> None:
+    """The operator's log line says which of httpx's failures it was, whatever aiohttp raised."""
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer or b"")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0) if answer is not None else None
+    port = server.sockets[0].getsockname()[1] if server is not None else free_port()
+    async for http in open_upstream_http():
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await provider(http, f"http://127.0.0.1:{port}/openai/v1").complete(HELLO)
+    if server is not None:
+        server.close()
+    assert f"({named})" in str(raised.value)

@@ -13,8 +13,8 @@ the adapter's vocabulary for "could not connect", "broke while reading" and "tim
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -30,23 +30,20 @@ ACCEPTED_ENCODINGS = "gzip, deflate"
 NO_TIMEOUT = aiohttp.ClientTimeout()
 
 
-@contextmanager
-def _as_httpx_errors(*, connecting: bool) -> Iterator[None]:
-    """aiohttp's failures as the httpx exceptions the adapter handles."""
-    try:
-        yield
-    except aiohttp.ServerTimeoutError as exc:
-        raise httpx.ReadTimeout(str(exc)) from exc
-    except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
-        raise httpx.ProxyError(str(exc)) from exc
-    except aiohttp.InvalidURL as exc:
-        raise httpx.UnsupportedProtocol(str(exc)) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx.ReadError(str(exc)) from exc
-    except aiohttp.ClientConnectionError as exc:  # refused, reset, the server gone mid-answer
-        raise (httpx.ConnectError if connecting else httpx.ReadError)(str(exc)) from exc
-    except aiohttp.ClientError as exc:  # a malformed status line or header, say
-        raise httpx.RemoteProtocolError(str(exc)) from exc
+def _as_httpx_error(exc: aiohttp.ClientError, *, connecting: bool) -> httpx.HTTPError:
+    """The httpx exception the adapter handles for one of aiohttp's failures."""
+    message = str(exc)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(message)
+    if isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)):
+        return httpx.ProxyError(message)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.ReadError(message)
+    if isinstance(exc, aiohttp.ClientConnectionError):  # refused, reset, the server gone mid-answer
+        return httpx.ConnectError(message) if connecting else httpx.ReadError(message)
+    return httpx.RemoteProtocolError(message)  # a malformed status line or header, say
 
 
 class UpstreamResponse:
@@ -80,8 +77,10 @@ class _Pieces:
         return self
 
     async def __anext__(self) -> bytes:
-        with _as_httpx_errors(connecting=False):
+        try:
             piece = await self._content.readany()
+        except aiohttp.ClientError as exc:
+            raise _as_httpx_error(exc, connecting=False) from exc
         if not piece:  # aiohttp's end of body
             raise StopAsyncIteration
         return piece
@@ -137,9 +136,11 @@ class UpstreamHttp:
         headers = {"accept-encoding": ACCEPTED_ENCODINGS, **headers}
         if content is not None:
             headers["content-type"] = "application/json"
-        with _as_httpx_errors(connecting=True):
+        try:
             raw = await self._session.request(method, url, headers=headers, data=content, allow_redirects=False,
                                               **self._proxy)
+        except aiohttp.ClientError as exc:
+            raise _as_httpx_error(exc, connecting=True) from exc
         try:
             yield UpstreamResponse(raw)
         finally:
