@@ -175,20 +175,46 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB."""
-    total, todo = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and all its live descendants (uvicorn's workers are children of its supervisor)."""
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
+        found.append(current)
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    total = 0
+    for current in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return total / 1024
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process and its live descendants have used so far, in seconds."""
+    total = 0
+    for current in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+    return total / CLOCK_TICKS
 
 
 def gateway_command(port: int, workers: int) -> list[str]:
@@ -275,6 +301,7 @@ class Cell:
     p99_ms: float
     rps: float
     failed: int
+    requests: int
 
 
 def wrk(port: int, path: str, key: str, streamed: bool, connections: int, seconds: int, script: Path) -> Cell:
@@ -288,7 +315,8 @@ def wrk(port: int, path: str, key: str, streamed: bool, connections: int, second
         raise RuntimeError(f"wrk printed no result: {out.stdout[-500:]} {out.stderr[-500:]}")
     data = json.loads(line[6:])
     return Cell(p50_ms=data["p50"] / 1000, p99_ms=data["p99"] / 1000,
-                rps=data["requests"] / (data["us"] / 1e6), failed=data["errors"] + data["non2xx"])
+                rps=data["requests"] / (data["us"] / 1e6), failed=data["errors"] + data["non2xx"],
+                requests=data["requests"])
 
 
 class FirstByteProbe:
@@ -432,6 +460,18 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
+def with_cpu(target: Target, connections: int, seconds: int, script: Path) -> tuple[Cell, float]:
+    """One whole-answer wrk cell on a gateway, and the CPU time the gateway spent per request in it, in ms.
+
+    At concurrency 1 the gateway is busy for most of each request, so its added latency is
+    mostly this CPU time: a figure that moves less with the machine's moment than the latency.
+    """
+    assert target.pid is not None
+    before = cpu_seconds(target.pid)
+    cell = wrk(target.port, target.path, target.key, False, connections, seconds, script)
+    return cell, 1000 * (cpu_seconds(target.pid) - before) / max(1, cell.requests)
+
+
 def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: int, script: Path) -> None:
     """Issue 14's targets measured again, the targets taking turns, so that each round they see the same machine.
 
@@ -444,20 +484,24 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
     added_p50: dict[str, list[float]] = {t.label: [] for t in gateways}
     added_p99: dict[str, list[float]] = {t.label: [] for t in gateways}
     per_worker: dict[str, list[float]] = {t.label: [] for t in gateways}
+    cpu_c1: dict[str, list[float]] = {t.label: [] for t in gateways}
+    cpu_c16: dict[str, list[float]] = {t.label: [] for t in gateways}
     ratios: list[float] = []
     steals: list[float] = []
     for _ in range(rounds):
         ticks = cpu_ticks()
         base = wrk(direct.port, direct.path, direct.key, False, 1, seconds, script)
         for target in gateways:
-            cell = wrk(target.port, target.path, target.key, False, 1, seconds, script)
+            cell, cpu = with_cpu(target, 1, seconds, script)
             added_p50[target.label].append(cell.p50_ms - base.p50_ms)
             added_p99[target.label].append(cell.p99_ms - base.p99_ms)
-        loaded = [wrk(t.port, t.path, t.key, False, 16, seconds, script) for t in gateways]
-        for target, cell in zip(gateways, loaded):
+            cpu_c1[target.label].append(cpu)
+        loaded = [with_cpu(t, 16, seconds, script) for t in gateways]
+        for target, (cell, cpu) in zip(gateways, loaded):
             per_worker[target.label].append(cell.rps / target.workers)
+            cpu_c16[target.label].append(cpu)
         if len(loaded) == 2:
-            ratios.append(loaded[1].rps / loaded[0].rps)
+            ratios.append(loaded[1][0].rps / loaded[0][0].rps)
         steals.append(steal_percent(ticks, cpu_ticks()))
     probes = [FirstByteProbe(t.port, t.path, t.key) for t in (direct, *gateways)]
     [(direct_p50, _), *ttfbs] = first_byte_ms(probes, TTFB_SAMPLES)
@@ -470,6 +514,8 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
          [spread(per_worker[t.label], "{:.0f}") for t in gateways]),
         (f"streamed TTFB added, p50 (ms, {TTFB_SAMPLES} each)", "<= 1",
          [f"{p50 - direct_p50:.2f}" for p50, _ in ttfbs]),
+        ("gateway CPU per request, concurrency 1 (ms)", "", [spread(cpu_c1[t.label]) for t in gateways]),
+        ("gateway CPU per request, concurrency 16 (ms)", "", [spread(cpu_c16[t.label]) for t in gateways]),
     ]
     for name, goal, cells in rows:
         print(f"{name:<{width}} {goal:>8}   " + "   ".join(f"{cell:>24}" for cell in cells))
