@@ -18,7 +18,10 @@ Then issue 14's targets are measured again with the targets taking turns (`--rou
 `--round-seconds`): each round runs direct calls and every gateway one after the other
 (whole at concurrency 1, then concurrency 16), and the time to first byte alternates request
 by request. The medians over the rounds are what to quote: minutes apart, the same code's
-figures move by 15% or more on these shared machines.
+figures move by 15% or more on these shared machines. Those rounds also print the CPU time each
+gateway spent per request (at concurrency 1 the gateway is busy for most of each request, so
+that is most of its added latency), and the run ends with the CPU steal it saw and a round trip
+to another process back to back and after a pause (how slow this machine is to wake an idle core).
 """
 
 from __future__ import annotations
@@ -541,6 +544,49 @@ def print_steal(before: list[int], after: list[int]) -> None:
     print(f"\nCPU steal during the run: {steal_percent(before, after):.1f}% of the machine's time")
 
 
+WAKE_GAPS_MS = (0.0, 0.5, 2.0)
+
+
+def wake_up_round_trips(samples: int = 500) -> dict[float, float]:
+    """p50 of a one-byte round trip to another process (µs), back to back and after each idle gap.
+
+    On a VM an idle vCPU is slow to wake: a proxied request crosses two more processes than a
+    direct call, so it pays this once more each way. This is why a request asked after a pause
+    (the turn-taking first-byte probe) takes longer than one asked back to back.
+    """
+    ours, theirs = socket.socketpair()
+    child = os.fork()
+    if child == 0:  # the echo: answers each byte until the socket closes
+        ours.close()
+        while piece := theirs.recv(16):
+            theirs.sendall(piece)
+        os._exit(0)
+    theirs.close()
+    found = {}
+    try:
+        for gap_ms in WAKE_GAPS_MS:
+            took = []
+            for _ in range(samples):
+                if gap_ms:
+                    time.sleep(gap_ms / 1000)
+                start = time.perf_counter()
+                ours.sendall(b"x")
+                ours.recv(16)
+                took.append(time.perf_counter() - start)
+            found[gap_ms] = statistics.median(took) * 1e6
+    finally:
+        ours.close()
+        os.waitpid(child, 0)
+    return found
+
+
+def print_wake_ups() -> None:
+    """The machine's wake-up cost, printed under the run."""
+    found = wake_up_round_trips()
+    print("a round trip to another process: " + ", ".join(
+        f"{us:.0f} us {'back to back' if not gap else f'after {gap:g} ms idle'}" for gap, us in found.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk cell")
@@ -601,6 +647,7 @@ def main() -> None:
             for proc in running:
                 stop(proc)
         print_steal(ticks, cpu_ticks())
+        print_wake_ups()
 
 
 if __name__ == "__main__":
