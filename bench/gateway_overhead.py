@@ -18,11 +18,12 @@ Then issue 14's targets are measured again with the targets taking turns (`--rou
 `--round-seconds`): each round runs direct calls and every gateway one after the other
 (whole at concurrency 1, then concurrency 16), and the time to first byte is asked in turns of
 50 requests back to back (as wrk asks the whole answers), then again alternating request by
-request, each request after a pause. The medians over the rounds are what to quote: minutes apart, the same code's
-figures move by 15% or more on these shared machines. Those rounds also print the CPU time each
-gateway spent per request (at concurrency 1 the gateway is busy for most of each request, so
-that is most of its added latency), and the run ends with the CPU steal it saw and a round trip
-to another process back to back and after a pause (how slow this machine is to wake an idle core).
+request, each request after a pause. The medians over the rounds are what to quote: minutes
+apart, the same code's figures move by 15% or more on these shared machines. Those rounds also
+print the CPU time each gateway spent per request (at concurrency 1 the gateway is busy for most
+of each request, so that is most of its added latency), and the run ends with the CPU steal it
+saw and a round trip to another process back to back and after a pause (how slow this machine
+is to wake an idle core).
 """
 
 from __future__ import annotations
@@ -559,8 +560,8 @@ def wake_up_round_trips(samples: int = 500) -> dict[float, float]:
     """p50 of a one-byte round trip to another process (µs), back to back and after each idle gap.
 
     On a VM an idle vCPU is slow to wake: a proxied request crosses two more processes than a
-    direct call, so it pays this once more each way. This is why a request asked after a pause
-    (the turn-taking first-byte probe) takes longer than one asked back to back.
+    direct call, so it may pay this once more each way. That is one reason a request asked after
+    a pause (the turn-taking first-byte probe) can take longer than one asked back to back.
     """
     ours, theirs = socket.socketpair()
     child = os.fork()
