@@ -263,7 +263,10 @@ def start_litellm(upstream: int, tmp: Path) -> tuple[subprocess.Popen, int, str]
         f"      api_base: http://{HOST}:{upstream}\n"
         "      api_key: bench-not-a-real-key\n"
         "litellm_settings:\n  telemetry: false\n")
-    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench",
+    # HF_HUB_OFFLINE: for a `llama-3` model LiteLLM's streams count tokens with a tokenizer it fetches from
+    # huggingface.co; with no internet, each fetch is retried for ~20 s and no stream finished in a cell.
+    # Offline, it counts with the tokenizer it ships (as a deployment without internet would).
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-bench", "HF_HUB_OFFLINE": "1",
            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_DOCS": "True", "DISABLE_SCHEMA_UPDATE": "True"}
     log = open(tmp / "litellm.log", "wb")
     proc = subprocess.Popen([str(binary), "--config", str(config), "--host", HOST, "--port", str(port),
@@ -411,7 +414,8 @@ class Target:
 
 def measure(target: Target, seconds: int, script: Path) -> dict:
     results: dict = {"cells": {}}
-    wrk(target.port, target.path, target.key, False, 16, 1, script)  # warm-up
+    for streamed in (False, True):  # warm-up (a first stream may load what streams need)
+        wrk(target.port, target.path, target.key, streamed, 16, 1, script)
     for streamed in (False, True):
         for connections in CONCURRENCIES:
             results["cells"][(streamed, connections)] = wrk(target.port, target.path, target.key, streamed,
@@ -433,9 +437,13 @@ def print_cells(label: str, results: dict, direct: dict) -> None:
     """One target's wrk rows, printed as soon as it is measured (a later target may fail or hang)."""
     for (streamed, connections), cell in results["cells"].items():
         base = direct["cells"][(streamed, connections)]
+        mode = f"{label:<20} {'stream' if streamed else 'whole':<6} {connections:>4}"
+        if not cell.requests:  # wrk's latencies are zeros then, not figures
+            print(f"{mode} no answer completed in the cell ({cell.failed} failed)", flush=True)
+            continue
         added = "" if label == "direct" else f"{cell.p50_ms - base.p50_ms:8.2f} {cell.p99_ms - base.p99_ms:8.2f}"
-        print(f"{label:<20} {'stream' if streamed else 'whole':<6} {connections:>4} {cell.p50_ms:8.2f} "
-              f"{cell.p99_ms:8.2f} {added or ' ' * 17:>17} {cell.rps:8.0f} {cell.failed:>6}", flush=True)
+        print(f"{mode} {cell.p50_ms:8.2f} {cell.p99_ms:8.2f} {added or ' ' * 17:>17} {cell.rps:8.0f} "
+              f"{cell.failed:>6}", flush=True)
 
 
 def report(all_results: dict[str, dict | None]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from app.entrypoints.http.head_guard import CONTINUE, HeadHoldingTransport
+from app.entrypoints.http.head_holding import CONTINUE, HeadHoldingTransport
 
 from tests.support.uvicorn_cycle import RecordingTransport, serve
 

@@ -1,6 +1,6 @@
-"""uvicorn's httptools protocol with bounds on every request head, and each response head sent with its body.
+"""uvicorn's httptools protocol with bounds on every request head: the one protocol `make serve` runs.
 
-uvicorn bounds neither. httptools buffers a header of any size (a 64 MB header
+uvicorn bounds neither a head's size nor its time. httptools buffers a header of any size (a 64 MB header
 was read and parsed, 4.3 s of CPU, while `/healthz` stalled), and no timer runs
 on a connection until its first response, so a client that sends half a head
 holds the connection for good. (h11, `--http h11`, caps a head at
@@ -13,13 +13,8 @@ MAX_HEADER_BYTES (counted per read, so one read more at worst), or it is
 answered 408 or 431 in the OpenAI envelope and closed. An ASGI app only ever
 sees a head already read, so this cannot live in the middleware (`limits.py`).
 
-uvicorn writes a response's head and its body in two system calls, and a stream's
-events in one each. The first write wakes the client, and on this 2-core machine it
-took ~0.1 ms more than the second in a traced request (issue 14). Each response's head
-is held here until its first body write, which carries both, or until the event loop's
-next turn (a stream whose first event is not ready yet), so no head waits on an event.
-After the first body write, the writes one turn of the loop makes go out together
-(`HeadHoldingTransport`).
+Each response's head goes out with its body (`head_holding.py`), and a request over
+`--limit-concurrency` gets the OpenAI envelope (`capacity.py`) instead of uvicorn's plain text.
 
 Each request's scope also carries a `DisconnectSignal` (`disconnect.py`), fired
 when its connection is lost before its response is complete: the work for a
@@ -30,17 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
 from http import HTTPStatus
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from app.entrypoints.http.capacity import OverCapacity
 from app.entrypoints.http.disconnect import EXTENSION, DisconnectSignal
 from app.entrypoints.http.errors import error_bytes
+from app.entrypoints.http.head_holding import HeadHoldingTransport, flushed_then
 from app.settings import Settings
-
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # an interim answer: written at once, never held
-
 
 @functools.cache
 def head_limits() -> tuple[int, float]:
@@ -57,68 +52,6 @@ def raw_error_response(status: HTTPStatus, message: str, code: str) -> bytes:
     return head.encode("ascii") + body
 
 
-class HeadHoldingTransport:
-    """One response's view of the connection: its head goes out with its first body write, and
-    what follows is gathered while one turn of the event loop runs.
-
-    The first body write is never held (a stream's first event: the time to first byte). The
-    writes after it that the same turn makes (a stream's events that came in one upstream read)
-    go out in one write at the end of that turn, or when the response completes, instead of one
-    system call each: on this 2-core machine a write that wakes a sleeping reader costs ~13 us.
-    uvicorn's request cycle writes the head, then each piece of the body, then may close;
-    anything else it asks of the transport goes to the connection's own.
-    """
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._head_seen = False
-        self._body_seen = False
-        self._held: list[bytes] = []
-        self._flush_due = False
-
-    def write(self, data: bytes) -> None:
-        if self._body_seen:
-            self._hold(data)
-        elif not self._head_seen:
-            if data == CONTINUE:  # an interim answer: not the head
-                self._transport.write(data)
-                return
-            self._head_seen = True
-            self._hold(data)
-        else:
-            self._body_seen = True
-            held, self._held = self._held, []
-            self._transport.write(b"".join((*held, data)) if held else data)
-
-    def _hold(self, data: bytes) -> None:
-        self._held.append(data)
-        if not self._flush_due:
-            self._flush_due = True
-            self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Write what is held, if anything is."""
-        self._flush_due = False
-        if self._held:
-            held, self._held = self._held, []
-            if not self._transport.is_closing():
-                self._transport.write(b"".join(held))
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._transport, name)
-
-
-def _flushed_then(holder: HeadHoldingTransport, on_response: Callable[[], None]) -> None:
-    """A response is complete: its last writes go out now, then uvicorn carries on."""
-    holder.flush()
-    on_response()
-
-
 class HeadGuardedProtocol(HttpToolsProtocol):
     """httptools' protocol, closing connections whose request head is too large or too slow."""
 
@@ -128,6 +61,8 @@ class HeadGuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None
+        limit = self.limit_concurrency
+        self._over_capacity = OverCapacity(limit) if limit is not None else None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -163,8 +98,15 @@ class HeadGuardedProtocol(HttpToolsProtocol):
         if self.cycle is not None and self.cycle is not previous:  # this request's (its task has not run yet)
             holder = HeadHoldingTransport(self.transport, self.loop)
             self.cycle.transport = holder  # type: ignore[assignment]
-            self.cycle.on_response = functools.partial(_flushed_then, holder, self.cycle.on_response)
+            self.cycle.on_response = functools.partial(flushed_then, holder, self.cycle.on_response)
             self.cycle.scope.setdefault("extensions", {})[EXTENSION] = DisconnectSignal()  # type: ignore[typeddict-item]
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # uvicorn (0.45+) starts every request here, pipelined ones included; over --limit-concurrency
+        # it passes its plain-text 503.
+        if app is service_unavailable and self._over_capacity is not None:
+            app = self._over_capacity
+        super()._start_asgi_task(cycle, app)
 
     def _start_head(self) -> None:
         """A head begins: count its bytes; the clock runs from its connection or its first byte."""

@@ -1,0 +1,54 @@
+"""A request over `--limit-concurrency`, under a real uvicorn served as `make serve` serves: the official
+`openai` SDK sees a 503 in OpenAI's envelope with Retry-After, not uvicorn's plain text."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.support.server import AppServer
+
+LIMIT = 2
+SERVE_FLAGS = ("--http", "app.entrypoints.http.head_guard:HeadGuardedProtocol", "--limit-concurrency", str(LIMIT))
+ADMIN = "capacity-admin-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    env = {"ADMIN_SECRET": ADMIN, "LOCAL_RUNNER": "llamacpp"}  # no torch import: a small, quick server
+    with AppServer(tmp_path_factory.mktemp("capacity"), env, extra_args=SERVE_FLAGS) as app:
+        yield app
+
+
+def held_connections(server: AppServer, count: int) -> list[socket.socket]:
+    """Connections that ask nothing: each holds one of the server's places."""
+    return [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(count)]
+
+
+def test_a_request_over_the_limit_gets_the_envelope_and_retry_after(server: AppServer) -> None:
+    held = held_connections(server, LIMIT - 1)  # with the SDK's own, the limit is reached
+    try:
+        with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-any", max_retries=0, timeout=10) as client:
+            with pytest.raises(openai.APIStatusError) as caught:
+                client.models.list()
+    finally:
+        for sock in held:
+            sock.close()
+    error = caught.value
+    assert error.status_code == 503
+    assert error.response.headers["retry-after"] == "1"
+    assert error.response.headers["content-type"] == "application/json"
+    assert error.code == "overloaded"
+    assert error.body == {"message": f"The server is at its limit of {LIMIT} open connections and requests "
+                                     "in flight; retry in 1 s.", "type": "api_error", "param": None,
+                          "code": "overloaded"}
+
+
+def test_once_a_place_is_free_the_sdk_gets_its_answer(server: AppServer) -> None:
+    """The 503 closed its connection, and the held ones are gone: the same client is served."""
+    with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-wrong", max_retries=0, timeout=10) as client:
+        with pytest.raises(openai.AuthenticationError):  # through the app now: a wrong key is a 401
+            client.models.list()
