@@ -1,13 +1,16 @@
 """A request over `--limit-concurrency`, under a real uvicorn served as `make serve` serves: the official
-`openai` SDK sees a 503 in OpenAI's envelope with Retry-After, not uvicorn's plain text."""
+`openai` SDK sees a 503 in OpenAI's envelope with Retry-After, not uvicorn's plain text, and the
+operator sees it in the access log and the request metrics."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.server import AppServer
 
@@ -52,3 +55,28 @@ def test_once_a_place_is_free_the_sdk_gets_its_answer(server: AppServer) -> None
     with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-wrong", max_retries=0, timeout=10) as client:
         with pytest.raises(openai.AuthenticationError):  # through the app now: a wrong key is a 401
             client.models.list()
+
+
+def shed_requests(server: AppServer) -> float:
+    """The requests to `GET /v1/models` the metrics count as answered 503."""
+    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "http_server_request_duration_seconds_count"
+               and sample.labels.get("http_route") == "/v1/models"
+               and sample.labels.get("http_response_status_code") == "503")
+
+
+def test_a_shed_request_is_counted_and_logged(server: AppServer) -> None:
+    before = shed_requests(server)
+    held = held_connections(server, LIMIT - 1)
+    try:
+        answer = httpx.get(f"{server.base_url}/v1/models", headers={"x-request-id": "shed-0123"}, timeout=10)
+    finally:
+        for sock in held:
+            sock.close()
+    assert answer.status_code == 503
+    assert answer.headers["x-request-id"] == "shed-0123"
+    assert shed_requests(server) == before + 1
+    assert '"GET /v1/models HTTP/1.1" 503' in server.log()
+    assert "req shed-0123" in server.log()
+

@@ -14,7 +14,7 @@ answered 408 or 431 in the OpenAI envelope and closed. An ASGI app only ever
 sees a head already read, so this cannot live in the middleware (`limits.py`).
 
 Each response's head goes out with its body (`head_holding.py`), and a request over
-`--limit-concurrency` gets the OpenAI envelope (`capacity.py`) instead of uvicorn's plain text.
+`--limit-concurrency` is answered by the app (`limits.py`), not with uvicorn's plain text.
 
 Each request's scope also carries a `DisconnectSignal` (`disconnect.py`), fired
 when its connection is lost before its response is complete: the work for a
@@ -31,10 +31,10 @@ from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from app.entrypoints.http.capacity import OverCapacity
 from app.entrypoints.http.disconnect import EXTENSION, DisconnectSignal
 from app.entrypoints.http.errors import error_bytes
 from app.entrypoints.http.head_holding import HeadHoldingTransport, flushed_then
+from app.entrypoints.http.limits import OVER_CAPACITY
 from app.settings import Settings
 
 @functools.cache
@@ -61,8 +61,6 @@ class HeadGuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None
-        limit = self.limit_concurrency
-        self._over_capacity = OverCapacity(limit) if limit is not None else None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -102,10 +100,12 @@ class HeadGuardedProtocol(HttpToolsProtocol):
             self.cycle.scope.setdefault("extensions", {})[EXTENSION] = DisconnectSignal()  # type: ignore[typeddict-item]
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # uvicorn (0.45+) starts every request here, pipelined ones included; over --limit-concurrency
-        # it passes its plain-text 503.
-        if app is service_unavailable and self._over_capacity is not None:
-            app = self._over_capacity
+        # uvicorn (0.45+) starts every request here, pipelined ones included. Over --limit-concurrency
+        # it passes its plain-text 503: the app answers instead (`limits.py`), so that the 503 is in
+        # the envelope, and counted and logged like any other.
+        if app is service_unavailable:
+            cycle.scope.setdefault("extensions", {})[OVER_CAPACITY] = self.limit_concurrency  # type: ignore[typeddict-item]
+            app = self.app
         super()._start_asgi_task(cycle, app)
 
     def _start_head(self) -> None:

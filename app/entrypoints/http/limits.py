@@ -5,7 +5,10 @@ before anything reads or parses the body:
 - a head (path, query and headers) over MAX_HEADER_BYTES is a 431;
 - a Content-Length over MAX_BODY_BYTES is a 413 at once, without reading the
   body; a body without one (chunked) is counted as it arrives and cut at the limit;
-- a body not complete within BODY_READ_TIMEOUT_SECONDS of the request's head is a 408.
+- a body not complete within BODY_READ_TIMEOUT_SECONDS of the request's head is a 408;
+- a request the server protocol marked as over `--limit-concurrency` (`head_guard.py`, under
+  OVER_CAPACITY in the scope's extensions) is a 503 `overloaded` with `Retry-After`, where
+  uvicorn itself would answer a plain-text 503 that no metric or access line sees.
 It answers those itself, in OpenAI's envelope with `Connection: close`, and
 tells the app the client left. Any response sent before the body was read in
 full also closes the connection, so an unread body is never drained.
@@ -73,6 +76,10 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+OVER_CAPACITY = "app.over_capacity"  # scope extension: the --limit-concurrency the request is over
+OVER_CAPACITY_RETRY_AFTER_SECONDS = 1
+
+
 # After a 413, what the client still sends is read and dropped for this long at most (see _linger).
 LINGER_SECONDS = 2.0
 LINGER_SILENCE_SECONDS = 0.25
@@ -111,6 +118,12 @@ class _LimitedRequest:
             self.content_length is None and _header(scope, b"transfer-encoding") is not None)
 
     async def run(self, app: ASGIApp) -> None:
+        over = self.scope.get("extensions", {}).get(OVER_CAPACITY)
+        if over is not None:
+            await self.reject(503, f"The server is at its limit of {over} open connections and requests in "
+                                   f"flight; retry in {OVER_CAPACITY_RETRY_AFTER_SECONDS} s.", "overloaded",
+                              type_="api_error", retry_after=OVER_CAPACITY_RETRY_AFTER_SECONDS)
+            return
         head = sum(len(k) + len(v) for k, v in self.scope["headers"]) + len(self.scope.get("raw_path") or b"")
         head += len(self.scope.get("query_string") or b"")
         if head > self.limits.max_header_bytes:
@@ -157,18 +170,20 @@ class _LimitedRequest:
                 message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
         await self._send(message)
 
-    async def reject(self, status: int, message: str, code: str) -> None:
+    async def reject(self, status: int, message: str, code: str, *, type_: str = "invalid_request_error",
+                     retry_after: int | None = None) -> None:
         """Answer `status` in the envelope and close the connection, unless a response has begun."""
         if self.answered:
             return
         self.answered = True
         if self.response_started:
             return  # too late for a status: the server closes the connection once the app returns
-        body = error_bytes(message, code=code)
-        await self._send({"type": "http.response.start", "status": status,
-                          "headers": [(b"content-type", b"application/json"),
-                                      (b"content-length", str(len(body)).encode()),
-                                      (b"connection", b"close")]})
+        body = error_bytes(message, type_=type_, code=code)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
         linger = status == 413 and self.body_pending
         await self._send({"type": "http.response.body", "body": body, "more_body": linger})
         if linger:
