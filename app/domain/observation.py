@@ -151,6 +151,9 @@ class NoTelemetry:
     def lockout(self) -> None:
         """Nothing to record."""
 
+    def request_shed(self) -> None:
+        """Nothing to record."""
+
     def watch_circuit(self, circuit: CircuitView) -> None:
         """Nothing to watch."""
 

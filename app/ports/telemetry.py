@@ -109,6 +109,10 @@ class Telemetry(Protocol):
         """A request was refused (429) because its address is locked out."""
         ...
 
+    def request_shed(self) -> None:
+        """A request was refused (503) because the server was at its limit of concurrent work."""
+        ...
+
     def watch_circuit(self, circuit: CircuitView) -> None:
         """Report `circuit`'s state whenever metrics are read."""
         ...

@@ -57,13 +57,15 @@ def test_once_a_place_is_free_the_sdk_gets_its_answer(server: AppServer) -> None
             client.models.list()
 
 
-def shed_requests(server: AppServer) -> float:
-    """The requests to `GET /v1/models` the metrics count as answered 503."""
+def shed_requests(server: AppServer) -> tuple[float, float]:
+    """The requests to `GET /v1/models` the metrics count as answered 503, and the requests counted as shed."""
     text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == "http_server_request_duration_seconds_count"
-               and sample.labels.get("http_route") == "/v1/models"
-               and sample.labels.get("http_response_status_code") == "503")
+    samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+    answered_503 = sum(sample.value for sample in samples
+                       if sample.name == "http_server_request_duration_seconds_count"
+                       and sample.labels.get("http_route") == "/v1/models"
+                       and sample.labels.get("http_response_status_code") == "503")
+    return answered_503, sum(sample.value for sample in samples if sample.name == "gateway_requests_shed_total")
 
 
 def test_a_shed_request_is_counted_and_logged(server: AppServer) -> None:
@@ -76,7 +78,7 @@ def test_a_shed_request_is_counted_and_logged(server: AppServer) -> None:
             sock.close()
     assert answer.status_code == 503
     assert answer.headers["x-request-id"] == "shed-0123"
-    assert shed_requests(server) == before + 1
+    assert shed_requests(server) == (before[0] + 1, before[1] + 1)
     assert '"GET /v1/models HTTP/1.1" 503' in server.log()
     assert "req shed-0123" in server.log()
 

@@ -85,6 +85,9 @@ class FakeTelemetry:
     def lockout(self) -> None:
         self.events["lockout"] += 1
 
+    def request_shed(self) -> None:
+        self.events["request_shed"] += 1
+
     def watch_circuit(self, circuit: CircuitView) -> None:
         self.circuits.append(circuit)
 

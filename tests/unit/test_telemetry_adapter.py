@@ -72,6 +72,7 @@ def test_gateway_events_and_watched_state_are_exported_with_the_gateway_prefix()
     telemetry.key_rotated()
     telemetry.key_rejected()
     telemetry.lockout()
+    telemetry.request_shed()
     telemetry.local_tokens_per_second(model="local/x", rate=42.0)
     telemetry.time_to_first_token(provider="local", model="local/x", seconds=0.25)
     telemetry.http_request(method="POST", route="/v1/chat/completions", status=200, seconds=0.5)
@@ -85,6 +86,7 @@ def test_gateway_events_and_watched_state_are_exported_with_the_gateway_prefix()
     assert metrics.value("gateway_key_rotations_total") == 1
     assert metrics.value("gateway_key_rejections_total") == 1
     assert metrics.value("gateway_auth_lockouts_total") == 1
+    assert metrics.value("gateway_requests_shed_total") == 1
     assert metrics.value("gateway_local_tokens_per_second") == 42.0
     assert metrics.value("gen_ai_server_time_to_first_token_seconds_sum", gen_ai_provider_name="local") == 0.25
     assert metrics.value("gateway_circuit_state") == 2

@@ -113,6 +113,10 @@ class PrometheusOtelTelemetry:
         """Count a request refused during a lockout."""
         self.instruments.lockouts.inc()
 
+    def request_shed(self) -> None:
+        """Count a request refused over the concurrency limit."""
+        self.instruments.shed.inc()
+
     def watch_circuit(self, circuit: CircuitView) -> None:
         """Report `circuit`'s state at each scrape."""
         self._circuit = circuit

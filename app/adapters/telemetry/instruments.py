@@ -14,7 +14,8 @@ same dashboards read them; a `gateway_` prefix where no convention applies:
                                                  gateway_local_queue_depth, gateway_local_in_flight,
                                                  gateway_local_tokens_per_second,
                                                  gateway_key_expiry_timestamp_seconds, gateway_key_rotations_total,
-                                                 gateway_key_rejections_total, gateway_auth_lockouts_total
+                                                 gateway_key_rejections_total, gateway_auth_lockouts_total,
+                                                 gateway_requests_shed_total
 
 Recorded with prometheus-client rather than the OpenTelemetry SDK's meters: one
 labelled observation costs about 1.7 µs here against about 30 µs through the
@@ -115,6 +116,8 @@ class Instruments:
         self.key_rejections = counter("gateway_key_rejections", "Requests with a wrong or expired client key.")
         self.lockouts = counter("gateway_auth_lockouts",
                                 "Requests refused (429) because their address is locked out.")
+        self.shed = counter("gateway_requests_shed",
+                            "Requests refused (503 overloaded) because the server was at --limit-concurrency.")
         gauge("gateway_circuit_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.") \
             .set_function(circuit)
         gauge("gateway_local_queue_depth", "Local requests waiting for a generation slot.").set_function(queue_depth)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.domain.observation import RequestFacts, bind_facts, release_facts
 from app.entrypoints.http.client_key import served_routes
 from app.entrypoints.http.ids import random_hex
+from app.entrypoints.http.limits import OVER_CAPACITY
 from app.ports.telemetry import Telemetry
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -87,6 +88,8 @@ class ObservabilityMiddleware:
             if scope.get("path") not in UNMEASURED_PATHS:
                 self._telemetry.http_request(method=scope.get("method", ""), route=route_of(scope),
                                              status=response["status"], seconds=elapsed)
+            if OVER_CAPACITY in (scope.get("extensions") or ()):
+                self._telemetry.request_shed()  # answered 503 by the limits (limits.py)
             self._log(scope, facts, response, elapsed)
 
     def _response_started(self, message: Message, facts: RequestFacts, response: dict[str, Any],
