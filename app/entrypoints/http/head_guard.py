@@ -37,6 +37,7 @@ from app.entrypoints.http.head_holding import HeadHoldingTransport, flushed_then
 from app.entrypoints.http.limits import OVER_CAPACITY
 from app.settings import Settings
 
+
 @functools.cache
 def head_limits() -> tuple[int, float]:
     """MAX_HEADER_BYTES and HEADER_READ_TIMEOUT_SECONDS, read once per process from the environment."""
@@ -53,7 +54,10 @@ def raw_error_response(status: HTTPStatus, message: str, code: str) -> bytes:
 
 
 class HeadGuardedProtocol(HttpToolsProtocol):
-    """httptools' protocol, closing connections whose request head is too large or too slow."""
+    """httptools' protocol, closing connections whose request head is too large or too slow.
+
+    It also marks a request over `--limit-concurrency` for the app to answer (`_start_asgi_task`).
+    """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
