@@ -1,7 +1,8 @@
 """uvicorn's httptools protocol with bounds on every request head: the one protocol `make serve` runs.
 
-uvicorn bounds neither a head's size nor its time. httptools buffers a header of any size (a 64 MB header
-was read and parsed, 4.3 s of CPU, while `/healthz` stalled), and no timer runs
+uvicorn bounds neither a head's size nor its time. httptools buffers a header of
+any size (a 64 MB header was read and parsed, 4.3 s of CPU, while `/healthz`
+stalled), and no timer runs
 on a connection until its first response, so a client that sends half a head
 holds the connection for good. (h11, `--http h11`, caps a head at
 `--h11-max-incomplete-event-size` but has no timer either.)
@@ -26,16 +27,20 @@ from __future__ import annotations
 import asyncio
 import functools
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
-from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.flow_control import service_unavailable
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.entrypoints.http.disconnect import EXTENSION, DisconnectSignal
 from app.entrypoints.http.errors import error_bytes
 from app.entrypoints.http.head_holding import HeadHoldingTransport, flushed_then
 from app.entrypoints.http.limits import OVER_CAPACITY
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 
 @functools.cache
@@ -108,7 +113,8 @@ class HeadGuardedProtocol(HttpToolsProtocol):
         # it passes its plain-text 503: the app answers instead (`limits.py`), so that the 503 is in
         # the envelope, and counted and logged like any other.
         if app is service_unavailable:
-            cycle.scope.setdefault("extensions", {})[OVER_CAPACITY] = self.limit_concurrency  # type: ignore[typeddict-item]
+            extensions = cycle.scope.setdefault("extensions", {})  # type: ignore[typeddict-item]
+            extensions[OVER_CAPACITY] = self.limit_concurrency
             app = self.app
         super()._start_asgi_task(cycle, app)
 

@@ -118,7 +118,7 @@ class _LimitedRequest:
             self.content_length is None and _header(scope, b"transfer-encoding") is not None)
 
     async def run(self, app: ASGIApp) -> None:
-        over = self.scope.get("extensions", {}).get(OVER_CAPACITY)
+        over = (self.scope.get("extensions") or {}).get(OVER_CAPACITY)
         if over is not None:
             await self.reject(503, f"The server is at its limit of {over} open connections and requests in "
                                    f"flight; retry in {OVER_CAPACITY_RETRY_AFTER_SECONDS} s.", "overloaded",
