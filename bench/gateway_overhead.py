@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -469,7 +470,8 @@ def report(all_results: dict[str, dict | None]) -> None:
     one, two = all_results.get("gateway --workers 1"), all_results.get("gateway --workers 2")
     if one and two:
         ratio = two["cells"][(False, 16)].rps / one["cells"][(False, 16)].rps
-        print(f"\n--workers 2 / --workers 1 at concurrency 16, whole: {ratio:.2f}x")
+        print(f"\n--workers 2 / --workers 1 at concurrency 16, whole: {ratio:.2f}x "
+              "(one pass, its cells minutes apart: the turn-taking figure below is the one to quote)")
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
@@ -477,16 +479,56 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
-def with_cpu(target: Target, connections: int, seconds: int, script: Path) -> tuple[Cell, float]:
-    """One whole-answer wrk cell on a gateway, and the CPU time the gateway spent per request in it, in ms.
+def preemptions(pid: int) -> int:
+    """How often a process and its live descendants were taken off a core while they could still run."""
+    total = 0
+    for current in process_tree(pid):
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(status.rpartition("nonvoluntary_ctxt_switches:")[2].split()[0])
+    return total
+
+
+@dataclass
+class Spent:
+    """A whole-answer wrk cell on a gateway, and what it cost the machine per request."""
+
+    cell: Cell
+    gateway_ms: float  # the gateway's CPU time (all its workers)
+    load_ms: float  # the CPU time of wrk and the canned upstream, which share the cores with it
+    preempted: float  # times a gateway worker was taken off its core while it could still run
+
+
+def with_cpu(target: Target, upstream: int, connections: int, seconds: int, script: Path) -> Spent:
+    """One whole-answer wrk cell on a gateway, and its CPU cost per request in ms (`Spent`).
 
     At concurrency 1 the gateway is busy for most of each request, so its added latency is
     mostly this CPU time: a figure that moves less with the machine's moment than the latency.
     """
     assert target.pid is not None
-    before = cpu_seconds(target.pid)
+    before = cpu_seconds(target.pid), cpu_seconds(upstream), children_cpu_seconds(), preemptions(target.pid)
     cell = wrk(target.port, target.path, target.key, False, connections, seconds, script)
-    return cell, 1000 * (cpu_seconds(target.pid) - before) / max(1, cell.requests)
+    after = cpu_seconds(target.pid), cpu_seconds(upstream), children_cpu_seconds(), preemptions(target.pid)
+    per_request = [(b - a) / max(1, cell.requests) for a, b in zip(before, after)]
+    return Spent(cell, 1000 * per_request[0], 1000 * (per_request[1] + per_request[2]), per_request[3])
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this script's ended children: the wrk runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def two_turns(spent: list[Spent]) -> Spent:
+    """One gateway's two cells of a round, pooled: requests/s over both, CPU per request over both."""
+    requests = sum(s.cell.requests for s in spent)
+    pooled = Cell(p50_ms=statistics.median(s.cell.p50_ms for s in spent),
+                  p99_ms=max(s.cell.p99_ms for s in spent), rps=statistics.fmean(s.cell.rps for s in spent),
+                  failed=sum(s.cell.failed for s in spent), requests=requests)
+    return Spent(pooled, *(sum(getattr(s, name) * s.cell.requests for s in spent) / max(1, requests)
+                           for name in ("gateway_ms", "load_ms", "preempted")))
 
 
 def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: int, script: Path) -> None:
@@ -494,54 +536,73 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
 
     Minutes apart, the same code's figures move by 15% or more on these shared machines:
     each round measures direct calls and every gateway one after the other, and the figures
-    quoted are the medians over the rounds of what each round measured.
+    quoted are the medians over the rounds of what each round measured. At concurrency 16 the
+    gateways go there and back (1, 2, 2, 1 workers), so a machine slowing or speeding up
+    during a round weighs on both alike.
+
+    `direct.pid` is the canned upstream's: its CPU time and wrk's are the load's share of the
+    cores. With both cores full, the worker ratio cannot pass 2 x (one worker's CPU per request)
+    / (two workers' CPU per request + the load's): that bound is printed next to the ratio.
     """
+    assert direct.pid is not None
     print(f"\nissue 14's targets, the targets taking turns: {rounds} rounds of {seconds} s cells; "
           "median (lowest-highest) over the rounds", flush=True)
     added_p50: dict[str, list[float]] = {t.label: [] for t in gateways}
     added_p99: dict[str, list[float]] = {t.label: [] for t in gateways}
-    per_worker: dict[str, list[float]] = {t.label: [] for t in gateways}
     cpu_c1: dict[str, list[float]] = {t.label: [] for t in gateways}
-    cpu_c16: dict[str, list[float]] = {t.label: [] for t in gateways}
+    loaded: dict[str, list[Spent]] = {t.label: [] for t in gateways}
     ratios: list[float] = []
+    bounds: list[float] = []
     steals: list[float] = []
     for _ in range(rounds):
         ticks = cpu_ticks()
         base = wrk(direct.port, direct.path, direct.key, False, 1, seconds, script)
         for target in gateways:
-            cell, cpu = with_cpu(target, 1, seconds, script)
-            added_p50[target.label].append(cell.p50_ms - base.p50_ms)
-            added_p99[target.label].append(cell.p99_ms - base.p99_ms)
-            cpu_c1[target.label].append(cpu)
-        loaded = [with_cpu(t, 16, seconds, script) for t in gateways]
-        for target, (cell, cpu) in zip(gateways, loaded):
-            per_worker[target.label].append(cell.rps / target.workers)
-            cpu_c16[target.label].append(cpu)
-        if len(loaded) == 2:
-            ratios.append(loaded[1][0].rps / loaded[0][0].rps)
+            spent = with_cpu(target, direct.pid, 1, seconds, script)
+            added_p50[target.label].append(spent.cell.p50_ms - base.p50_ms)
+            added_p99[target.label].append(spent.cell.p99_ms - base.p99_ms)
+            cpu_c1[target.label].append(spent.gateway_ms)
+        turns: dict[str, list[Spent]] = {t.label: [] for t in gateways}
+        for target in [*gateways, *reversed(gateways)]:
+            turns[target.label].append(with_cpu(target, direct.pid, 16, seconds, script))
+        pooled = [two_turns(turns[t.label]) for t in gateways]
+        for target, spent in zip(gateways, pooled):
+            loaded[target.label].append(spent)
+        if len(pooled) == 2:
+            one, two = pooled
+            ratios.append(two.cell.rps / one.cell.rps)
+            bounds.append(2 * one.gateway_ms / (two.gateway_ms + two.load_ms))
         steals.append(steal_percent(ticks, cpu_ticks()))
     probes = [FirstByteProbe(t.port, t.path, t.key) for t in (direct, *gateways)]
     [(direct_p50, _), *ttfbs] = first_byte_ms(probes, TTFB_SAMPLES, turn=TTFB_TURN)
     [(paused_direct_p50, _), *paused] = first_byte_ms(probes, TTFB_SAMPLES)
+
+    def at_16(figure: str, fmt: str = "{:.2f}") -> list[str]:
+        return [spread([getattr(s, figure) for s in loaded[t.label]], fmt) for t in gateways]
+
     width = 44
     print(f"{'':<{width}} {'target':>8}   " + "   ".join(f"{t.label:>24}" for t in gateways))
     rows = [
         ("added p50, concurrency 1, whole (ms)", "<= 1", [spread(added_p50[t.label]) for t in gateways]),
         ("added p99, concurrency 1, whole (ms)", "<= 3", [spread(added_p99[t.label]) for t in gateways]),
         ("req/s per worker, concurrency 16, whole", ">= 1000",
-         [spread(per_worker[t.label], "{:.0f}") for t in gateways]),
+         [spread([s.cell.rps / t.workers for s in loaded[t.label]], "{:.0f}") for t in gateways]),
         ("streamed TTFB added, p50, back to back (ms)", "<= 1",
          [f"{p50 - direct_p50:.2f}" for p50, _ in ttfbs]),
         ("  the same, each request after a pause (ms)", "",
          [f"{p50 - paused_direct_p50:.2f}" for p50, _ in paused]),
         ("gateway CPU per request, concurrency 1 (ms)", "", [spread(cpu_c1[t.label]) for t in gateways]),
-        ("gateway CPU per request, concurrency 16 (ms)", "", [spread(cpu_c16[t.label]) for t in gateways]),
+        ("gateway CPU per request, concurrency 16 (ms)", "", at_16("gateway_ms")),
+        ("wrk + upstream CPU per request, conc. 16 (ms)", "", at_16("load_ms", "{:.3f}")),
+        ("gateway preempted per request, conc. 16", "", at_16("preempted")),
     ]
     for name, goal, cells in rows:
         print(f"{name:<{width}} {goal:>8}   " + "   ".join(f"{cell:>24}" for cell in cells))
     if ratios:
         print(f"{'--workers 2 / --workers 1, concurrency 16':<{width}} {'>= 1.7x':>8}   {spread(ratios):>24}"
               f"   (each round: {' '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"{'  bound from CPU: 2 x one / (two + load)':<{width}} {'':>8}   {spread(bounds):>24}"
+              f"   (each round: {' '.join(f'{r:.2f}' for r in bounds)})")
     print(f"{'CPU steal in each round (%)':<{width}} {'':>8}   {' '.join(f'{x:.1f}' for x in steals)}")
 
 
@@ -658,8 +719,8 @@ def main() -> None:
                 stop(proc)
             report(results)
             if args.rounds:
-                alternating(Target("direct", up_port, "/chat/completions", "x"), gateways, args.rounds,
-                            args.round_seconds, script)
+                direct = Target("direct", up_port, "/chat/completions", "x", upstream.pid)
+                alternating(direct, gateways, args.rounds, args.round_seconds, script)
         finally:
             for proc in running:
                 stop(proc)
