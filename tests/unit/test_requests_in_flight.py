@@ -1,4 +1,4 @@
-"""`--limit-concurrency` counts the requests still running, not those that ended a turn ago: through uvicorn's cycle.
+"""`--limit-concurrency` counts the requests still running, not those that ended a turn ago (uvicorn's cycle).
 
 uvicorn counts a request's task until the task's done callback, which runs a turn of the event
 loop after the task ended. Under load, keep-alive clients send their next request in that turn.
@@ -21,7 +21,10 @@ from tests.support.uvicorn_cycle import RecordingTransport
 REQUEST = b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
 
 
-def server(limit: int, marked: list[bool], app: Any = None) -> tuple[ServerState, Callable[[], HeadGuardedProtocol]]:
+Connect = Callable[[], HeadGuardedProtocol]
+
+
+def server(limit: int, marked: list[bool], app: Any = None) -> tuple[ServerState, Connect]:
     """A server under `--limit-concurrency limit`, and a way to open a keep-alive connection to it.
 
     Its app notes in `marked` whether each request came marked over capacity.
@@ -35,7 +38,8 @@ def server(limit: int, marked: list[bool], app: Any = None) -> tuple[ServerState
         marked.append(OVER_CAPACITY in scope.get("extensions", {}))
         await (app or answer)(scope, receive, send)
 
-    config = Config(app=noting, http=HeadGuardedProtocol, log_config=None, lifespan="off", limit_concurrency=limit)
+    config = Config(app=noting, http=HeadGuardedProtocol, log_config=None, lifespan="off",
+                    limit_concurrency=limit)
     config.load()
     state = ServerState()
 
