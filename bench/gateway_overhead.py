@@ -21,7 +21,8 @@ Then issue 14's targets are measured again with the targets taking turns (`--rou
 request, each request after a pause. The medians over the rounds are what to quote: minutes
 apart, the same code's figures move by 15% or more on these shared machines. Those rounds also
 print the CPU time each gateway spent per request (at concurrency 1 the gateway is busy for most
-of each request, so that is most of its added latency), and the run ends with the CPU steal it
+of each request, so that is most of its added latency) and, next to the worker ratio, what two busy
+processes give over one on this machine in that round; the run ends with the CPU steal it
 saw and a round trip to another process back to back and after a pause (how slow this machine
 is to wake an idle core).
 """
@@ -37,6 +38,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -542,7 +544,8 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
 
     `direct.pid` is the canned upstream's: its CPU time and wrk's are the load's share of the
     cores. With both cores full, the worker ratio cannot pass 2 x (one worker's CPU per request)
-    / (two workers' CPU per request + the load's): that bound is printed next to the ratio.
+    / (two workers' CPU per request + the load's): that bound is printed next to the ratio,
+    and under it what two busy processes give over one on the machine in that round.
     """
     assert direct.pid is not None
     print(f"\nissue 14's targets, the targets taking turns: {rounds} rounds of {seconds} s cells; "
@@ -553,6 +556,7 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
     loaded: dict[str, list[Spent]] = {t.label: [] for t in gateways}
     ratios: list[float] = []
     bounds: list[float] = []
+    scalings: list[float] = []
     steals: list[float] = []
     for _ in range(rounds):
         ticks = cpu_ticks()
@@ -572,6 +576,7 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
             one, two = pooled
             ratios.append(two.cell.rps / one.cell.rps)
             bounds.append(2 * one.gateway_ms / (two.gateway_ms + two.load_ms))
+            scalings.append(machine_scaling())
         steals.append(steal_percent(ticks, cpu_ticks()))
     probes = [FirstByteProbe(t.port, t.path, t.key) for t in (direct, *gateways)]
     [(direct_p50, _), *ttfbs] = first_byte_ms(probes, TTFB_SAMPLES, turn=TTFB_TURN)
@@ -603,7 +608,54 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
               f"   (each round: {' '.join(f'{r:.2f}' for r in ratios)})")
         print(f"{'  bound from CPU: 2 x one / (two + load)':<{width}} {'':>8}   {spread(bounds):>24}"
               f"   (each round: {' '.join(f'{r:.2f}' for r in bounds)})")
+        print(f"{'  two busy processes / one, this machine':<{width}} {'':>8}   {spread(scalings):>24}"
+              f"   (each round: {' '.join(f'{r:.2f}' for r in scalings)})")
     print(f"{'CPU steal in each round (%)':<{width}} {'':>8}   {' '.join(f'{x:.1f}' for x in steals)}")
+
+
+def spin_rate(seconds: float) -> float:
+    """Turns per second of a busy Python loop (dictionary and string work, as a request's) in this process."""
+    table: dict[int, str] = {}
+    turns, start = 0, time.perf_counter()
+    end = start + seconds
+    while (now := time.perf_counter()) < end:
+        for i in range(256):
+            table[i] = str(i)
+        turns += 1
+    return turns / (now - start)
+
+
+def busy_processes(count: int, seconds: float) -> float:
+    """The summed `spin_rate` of `count` forked processes spinning at once."""
+    children = []
+    for _ in range(count):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: spin, report, leave without running the parent's cleanup
+            os.close(read)
+            os.write(write, struct.pack("d", spin_rate(seconds)))
+            os._exit(0)
+        os.close(write)
+        children.append((pid, read))
+    total = 0.0
+    for pid, read in children:
+        with os.fdopen(read, "rb") as pipe:
+            total += struct.unpack("d", pipe.read(8))[0]
+        os.waitpid(pid, 0)
+    return total
+
+
+def machine_scaling(seconds: float = 1.0) -> float:
+    """Two busy processes over one, there and back (1, 2, 2, 1): what the machine's two cores give now.
+
+    Nothing else runs meanwhile (the gateways are idle between cells). Two vCPUs that share a
+    physical core, or neighbours on the host, give less than 2x, and whatever two gateway
+    workers give is bounded by it too.
+    """
+    ones, twos = [], []
+    for count in (1, 2, 2, 1):
+        (ones if count == 1 else twos).append(busy_processes(count, seconds))
+    return statistics.fmean(twos) / statistics.fmean(ones)
 
 
 def cpu_ticks() -> list[int]:
