@@ -2,9 +2,8 @@
 
 uvicorn bounds neither a head's size nor its time. httptools buffers a header of
 any size (a 64 MB header was read and parsed, 4.3 s of CPU, while `/healthz`
-stalled), and no timer runs
-on a connection until its first response, so a client that sends half a head
-holds the connection for good. (h11, `--http h11`, caps a head at
+stalled), and no timer runs on a connection until its first response, so a
+client that sends half a head holds the connection for good. (h11, `--http h11`, caps a head at
 `--h11-max-incomplete-event-size` but has no timer either.)
 
 Served with `--http app.entrypoints.http.head_guard:HeadGuardedProtocol`, a

@@ -80,6 +80,11 @@ OVER_CAPACITY = "app.over_capacity"  # scope extension: the --limit-concurrency 
 OVER_CAPACITY_RETRY_AFTER_SECONDS = 1
 
 
+def over_capacity(scope: Scope) -> int | None:
+    """The `--limit-concurrency` this request came over, as the server protocol marked it; None when under."""
+    return (scope.get("extensions") or {}).get(OVER_CAPACITY)
+
+
 # After a 413, what the client still sends is read and dropped for this long at most (see _linger).
 LINGER_SECONDS = 2.0
 LINGER_SILENCE_SECONDS = 0.25
@@ -118,7 +123,7 @@ class _LimitedRequest:
             self.content_length is None and _header(scope, b"transfer-encoding") is not None)
 
     async def run(self, app: ASGIApp) -> None:
-        over = (self.scope.get("extensions") or {}).get(OVER_CAPACITY)
+        over = over_capacity(self.scope)
         if over is not None:
             await self.reject(503, f"The server is at its limit of {over} open connections and requests in "
                                    f"flight; retry in {OVER_CAPACITY_RETRY_AFTER_SECONDS} s.", "overloaded",

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.domain.observation import RequestFacts, bind_facts, release_facts
 from app.entrypoints.http.client_key import served_routes
 from app.entrypoints.http.ids import random_hex
-from app.entrypoints.http.limits import OVER_CAPACITY
+from app.entrypoints.http.limits import over_capacity
 from app.ports.telemetry import Telemetry
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -88,7 +88,7 @@ class ObservabilityMiddleware:
             if scope.get("path") not in UNMEASURED_PATHS:
                 self._telemetry.http_request(method=scope.get("method", ""), route=route_of(scope),
                                              status=response["status"], seconds=elapsed)
-            if OVER_CAPACITY in (scope.get("extensions") or ()):
+            if over_capacity(scope) is not None:
                 self._telemetry.request_shed()  # answered 503 by the limits (limits.py)
             self._log(scope, facts, response, elapsed)
 
