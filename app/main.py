@@ -5,9 +5,11 @@ Run with `uvicorn app.main:create_app --factory`. Nothing is loaded at import ti
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import logging
+import multiprocessing
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -48,6 +50,14 @@ async def _announce_client_key(keys: KeyRotationService, settings: Settings) -> 
     health = await keys.health_async()
     if not health.writable:
         log.warning("client keys: %s; the key in hand works until it expires", health.message)
+
+
+def _warn_if_metrics_per_worker(shared: bool) -> None:
+    """In one of uvicorn's worker processes, say that `/metrics` shows that worker alone unless they share."""
+    if not shared and multiprocessing.parent_process() is not None:
+        log.warning("this server runs in a worker process (uvicorn --workers or --reload): /metrics shows "
+                    "this worker's numbers alone; set PROMETHEUS_MULTIPROC_DIR to an empty directory to "
+                    "sum them over the workers")
 
 
 # Young-generation threshold: a request leaves almost no cyclic garbage, but 16 requests in flight
@@ -97,10 +107,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         warmup = container.local_warmup()
         if settings.local_preload:
             warmup.start(local)
+        _warn_if_metrics_per_worker(telemetry.shared_dir is not None)
+        sharing = asyncio.create_task(telemetry.share_with_workers())
         try:
             with _settled_heap():
                 yield
         finally:
+            sharing.cancel()
             warmup.cancel()
             local.close()
             await _settled(container.shutdown_resources())

@@ -4,7 +4,7 @@ One run starts, on loopback only:
 - a canned OpenAI-compatible upstream (raw asyncio on uvloop, one process) answering
   `GET /models` and `POST /chat/completions`, whole or streamed, with fixed bodies;
 - this gateway as `make serve` starts it (same uvicorn flags), pointed at that upstream,
-  with `--workers 1` and then `--workers 2`;
+  with `--workers 1` and then `--workers 2` (sharing their metrics: PROMETHEUS_MULTIPROC_DIR);
 - LiteLLM's proxy, when `/tmp/litellm-venv` holds it (`make bench-gateway LITELLM=1` tries
   to create it, bounded to 5 minutes); otherwise its rows say "not installed".
 
@@ -243,6 +243,8 @@ def start_gateway(upstream: int, workers: int, tmp: Path) -> tuple[subprocess.Po
     env = {**os.environ, "GROQ_API_KEY": "gsk_bench_not_a_real_key", "GROQ_BASE_URL": f"http://{HOST}:{upstream}",
            "KEY_FILE": str(key_file), "LOCAL_PRELOAD": "false", "LOG_LEVEL": "info",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if workers > 1:  # as the README's Metrics section has several workers run: their metrics summed
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / f"metrics-{port}")
     log = open(tmp / f"gateway-{port}.log", "wb")
     proc = subprocess.Popen(gateway_command(port, workers), cwd=REPO, env=env, stdout=log, stderr=log,
                             start_new_session=True)

@@ -17,6 +17,7 @@ import pytest
 
 from app.adapters.json_file_key_store import JsonFileKeyStore
 from app.domain.keys import looks_like_key, random_key_value
+from tests.support.metrics import Scrape
 from tests.integration.keys_helpers import (
     WORKTREE,
     child_env,
@@ -277,13 +278,41 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def spawned_workers(supervisor: int) -> list[int]:
+    """The worker processes uvicorn's supervisor spawned (not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and "--multiprocessing-fork" in (entry / "cmdline").read_text() \
+                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == supervisor:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def resident(pid: int) -> float:
+    return int((Path(f"/proc/{pid}/statm")).read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def assert_metrics_of_every_worker(port: int, chats: int, rejected: int) -> None:
+    """Every scrape, whichever worker answers it (a new connection each), counts every worker's requests."""
+    for _ in range(8):
+        scrape = Scrape(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+        assert scrape.value("http_server_request_duration_seconds_count", http_route="/chat",
+                            http_response_status_code="200") == chats
+        assert scrape.value("gateway_key_rejections_total") == rejected
+        assert scrape.value("gateway_circuit_state") == 0 and scrape.has("gateway_key_expiry_timestamp_seconds")
+
+
 def test_uvicorn_with_four_workers_on_one_key_file(tmp_path: Path):
     key_file, log = tmp_path / "current_key.json", tmp_path / "uvicorn.log"
     port = free_port()
     with fake_upstream() as upstream_url:
+        # the workers share their metrics (app/adapters/telemetry/workers.py): a directory made at start
         server = start_uvicorn(port, log, KEY_FILE=str(key_file), ADMIN_SECRET=ADMIN, GROQ_API_KEY="gsk-fake",
                                GROQ_BASE_URL=upstream_url, FALLBACK_TO_LOCAL="false", AUTH_MAX_FAILURES="100",
-                               _args="--workers 4")
+                               PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"), _args="--workers 4")
         try:
             wait_for(lambda: log.read_text(errors="replace").count("Application startup complete") >= 4
                      or server.poll() is not None, timeout=150, interval=0.2, what="4 workers to start")
@@ -309,6 +338,17 @@ def test_uvicorn_with_four_workers_on_one_key_file(tmp_path: Path):
                 for _ in range(12):
                     assert http.post("/chat", json=ping, headers={"x-api-key": key}).status_code == 401
                     assert http.post("/chat", json=ping, headers={"x-api-key": new}).status_code == 200
+            assert_metrics_of_every_worker(port, chats=36, rejected=13)
+            workers = spawned_workers(server.pid)
+            assert len(workers) == 4
+            memory = Scrape(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text) \
+                .value("process_resident_memory_bytes")
+            assert 0.8 < memory / sum(resident(pid) for pid in workers) < 1.25  # the four summed, not one
+            os.kill(workers[0], signal.SIGKILL)  # a worker that ended still counts what it served
+            wait_for(lambda: workers[0] not in spawned_workers(server.pid), timeout=20, interval=0.2,
+                     what="the killed worker to go")
+            assert_metrics_of_every_worker(port, chats=36, rejected=13)
+            assert "this worker's numbers alone" not in log.read_text(errors="replace")
             assert key not in log.read_text(errors="replace")  # the key is never logged
         finally:
             stop(server)

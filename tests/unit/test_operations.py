@@ -275,3 +275,27 @@ def test_start_up_objects_are_frozen_while_serving_and_handed_back_at_shutdown(t
         assert rig.chat().status_code == 200
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
+
+
+@contextmanager
+def app_warnings() -> Iterator[io.StringIO]:
+    """What the app's own logger warns while the block runs."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("app")
+    logger.addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("in_worker", [True, False])
+def test_a_worker_process_says_its_metrics_are_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       in_worker: bool) -> None:
+    # uvicorn's --workers run the app in spawned processes, which have a parent process
+    monkeypatch.setattr("multiprocessing.parent_process", (lambda: object()) if in_worker else (lambda: None))
+    with app_warnings() as buffer, Rig(tmp_path) as rig:
+        assert rig.metrics().value("http_server_request_duration_seconds_count", http_route="/current-key") == 1
+    assert ("PROMETHEUS_MULTIPROC_DIR" in buffer.getvalue()) is in_worker

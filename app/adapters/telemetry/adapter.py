@@ -8,6 +8,7 @@ hot path (`bench/telemetry_overhead.py` measures it).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from time import perf_counter
 
@@ -18,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
+from app.adapters.telemetry import workers
 from app.adapters.telemetry.instruments import CIRCUIT_STATES, Instruments
 from app.ports.telemetry import CircuitView, QueueView
 
@@ -37,8 +39,10 @@ class PrometheusOtelTelemetry:
 
     def __init__(self, *, span_exporter: SpanExporter | None = None, batch: bool = True,
                  service_name: str = SERVICE_NAME) -> None:
+        self.shared_dir = workers.shared_dir()  # several workers summed (workers.py), or None
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
+        if self.shared_dir is None:
+            ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
         self.tracer_provider: TracerProvider | None = None
         self._tracer: Tracer | None = None
         if span_exporter is not None:
@@ -54,7 +58,8 @@ class PrometheusOtelTelemetry:
             self.registry,
             circuit=lambda: CIRCUIT_STATES.get(self._circuit.state, 2) if self._circuit else 0,
             queue_depth=lambda: self._queue.waiting if self._queue else 0,
-            in_flight=lambda: self._queue.running if self._queue else 0)
+            in_flight=lambda: self._queue.running if self._queue else 0,
+            shared=None if self.shared_dir is None else workers.resident_bytes)
 
     @property
     def tracing(self) -> bool:
@@ -64,7 +69,27 @@ class PrometheusOtelTelemetry:
     def metrics_text(self, accept: str | None = None) -> tuple[bytes, str]:
         """Every metric in the format the scraper's `Accept` asks for (Prometheus text by default), and its type."""
         encode, content_type = choose_encoder(accept or "")
-        return encode(self.registry), content_type
+        if self.shared_dir is None:
+            return encode(self.registry), content_type
+        self._share()
+        return encode(workers.shared_registry(self.shared_dir)), content_type
+
+    async def share_with_workers(self) -> None:
+        """With several workers sharing their metrics, keep this one's gauges current (until cancelled,
+        then it leaves the sums); with metrics per process, return at once."""
+        if self.shared_dir is None:
+            return
+        try:
+            while True:
+                self._share()
+                await asyncio.sleep(workers.REFRESH_SECONDS)
+        finally:
+            workers.drop_this_worker(self.shared_dir)
+
+    def _share(self) -> None:
+        assert self.shared_dir is not None
+        self.instruments.refresh()
+        workers.drop_ended_workers(self.shared_dir)
 
     def http_request(self, *, method: str, route: str | None, status: int, seconds: float) -> None:
         """Record one HTTP request by route template (empty when none matched), method and status."""

@@ -71,15 +71,21 @@ class Instruments:
     """Every metric the gateway records into, in one registry."""
 
     def __init__(self, registry: CollectorRegistry, *, circuit: Callable[[], float],
-                 queue_depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
+                 queue_depth: Callable[[], float], in_flight: Callable[[], float],
+                 shared: Callable[[], float] | None = None) -> None:
+        """`circuit`, `queue_depth` and `in_flight` are read for their gauges. `shared`, when the
+        workers share their metrics (`workers.py`), reads this process's resident memory: those
+        four gauges are then written by `refresh()`, since a scrape reads files, not callbacks.
+        """
         def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
             return Histogram(name, doc, labels, buckets=buckets, registry=registry)
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(name, doc, labels, registry=registry)
 
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry)
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = (), *, workers: str) -> Gauge:
+            # `workers`: how the workers' values combine when they share their metrics (workers.py)
+            return Gauge(name, doc, labels, registry=registry, multiprocess_mode=workers)
 
         self.http_duration = histogram(
             "http_server_request_duration_seconds", "Duration of HTTP server requests.",
@@ -109,16 +115,30 @@ class Instruments:
                                  "Requests meant for the upstream served by the local tier, by reason.", ("reason",))
         self.local_tokens_per_second = gauge(
             "gateway_local_tokens_per_second", "Decode speed of the last local generation that streamed.",
-            ("gen_ai_response_model",))
+            ("gen_ai_response_model",), workers="mostrecent")
         self.key_expiry = gauge("gateway_key_expiry_timestamp_seconds",
-                                "When the current client key expires (Unix time).")
+                                "When the current client key expires (Unix time).", workers="max")
         self.key_rotations = counter("gateway_key_rotations", "Client keys replaced.")
         self.key_rejections = counter("gateway_key_rejections", "Requests with a wrong or expired client key.")
         self.lockouts = counter("gateway_auth_lockouts",
                                 "Requests refused (429) because their address is locked out.")
         self.shed = counter("gateway_requests_shed",
                             "Requests refused (503 overloaded) because the server was at --limit-concurrency.")
-        gauge("gateway_circuit_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.") \
-            .set_function(circuit)
-        gauge("gateway_local_queue_depth", "Local requests waiting for a generation slot.").set_function(queue_depth)
-        gauge("gateway_local_in_flight", "Local generations running.").set_function(in_flight)
+        self._read: dict[Gauge, Callable[[], float]] = {
+            gauge("gateway_circuit_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
+                  workers="livemax"): circuit,
+            gauge("gateway_local_queue_depth", "Local requests waiting for a generation slot.",
+                  workers="livesum"): queue_depth,
+            gauge("gateway_local_in_flight", "Local generations running.", workers="livesum"): in_flight,
+        }
+        if shared is None:
+            for read_gauge, read in self._read.items():
+                read_gauge.set_function(read)
+        else:  # prometheus-client's process collector reads one process: its memory is summed here instead
+            self._read[gauge("process_resident_memory_bytes", "Resident memory size in bytes (all workers).",
+                             workers="livesum")] = shared
+
+    def refresh(self) -> None:
+        """Write the read gauges' current values (when the workers share their metrics)."""
+        for read_gauge, read in self._read.items():
+            read_gauge.set(read())
