@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.adapters.telemetry import PrometheusOtelTelemetry, telemetry_from_environment
+from app.adapters.telemetry import PrometheusOtelTelemetry, telemetry_from_environment, workers
 from tests.support.metrics import Scrape
 
 
@@ -139,3 +142,18 @@ def test_repeated_observations_add_up_past_the_remembered_label_sets(monkeypatch
     for route in ("/a", "/b", "/c"):
         assert metrics.value("http_server_request_duration_seconds_count", http_route=route,
                              http_request_method="POST", http_response_status_code="200") == 3
+
+
+def test_the_shared_metrics_directory_is_made_or_refused_in_one_line(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(workers.SHARED_DIR_VARIABLE, raising=False)
+    assert workers.shared_dir() is None  # metrics per process
+    monkeypatch.setenv(workers.SHARED_DIR_VARIABLE, str(tmp_path / "new" / "metrics"))
+    assert workers.shared_dir() == str(tmp_path / "new" / "metrics") and (tmp_path / "new" / "metrics").is_dir()
+    monkeypatch.setenv(workers.SHARED_DIR_VARIABLE, " ")
+    with pytest.raises(RuntimeError, match="set but empty"):
+        workers.shared_dir()
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(workers.SHARED_DIR_VARIABLE, str(tmp_path / "a-file" / "metrics"))
+    with pytest.raises(RuntimeError, match="Not a directory"):
+        workers.shared_dir()

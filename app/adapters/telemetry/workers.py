@@ -30,8 +30,10 @@ _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 def shared_dir() -> str | None:
     """The directory the workers share their metrics in (made if missing); None: metrics per process."""
     path = os.environ.get(SHARED_DIR_VARIABLE)
-    if not path:
+    if path is None:
         return None
+    if not path.strip():  # prometheus-client would write its files wherever the server was started
+        raise RuntimeError(f"{SHARED_DIR_VARIABLE} is set but empty: unset it, or name a directory")
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # the server cannot start: say why in one line
