@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,21 @@ def test_the_shared_metrics_directory_is_made_or_refused_in_one_line(tmp_path: P
     monkeypatch.setenv(workers.SHARED_DIR_VARIABLE, str(tmp_path / "a-file" / "metrics"))
     with pytest.raises(RuntimeError, match="Not a directory"):
         workers.shared_dir()
+
+
+def test_an_ended_workers_live_gauges_leave_the_sums_and_a_race_to_drop_them_is_harmless(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ended, live = tmp_path / "gauge_livesum_999999999.db", tmp_path / f"gauge_livesum_{os.getpid()}.db"
+    kept = tmp_path / "counter_999999999.db"  # what an ended worker counted stays counted
+    for file in (ended, live, kept):
+        file.write_bytes(b"")
+    workers.drop_ended_workers(str(tmp_path))
+    assert not ended.exists() and live.exists() and kept.exists()
+
+    ended.write_bytes(b"")
+
+    def dropped_first(pid: int, path: str) -> None:
+        raise FileNotFoundError(pid)  # another worker removed the file between the glob and the remove
+
+    monkeypatch.setattr(workers, "mark_process_dead", dropped_first)
+    workers.drop_ended_workers(str(tmp_path))  # no error

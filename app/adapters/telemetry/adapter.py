@@ -9,6 +9,7 @@ hot path (`bench/telemetry_overhead.py` measures it).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from time import perf_counter
 
@@ -26,6 +27,8 @@ from app.ports.telemetry import CircuitView, QueueView
 SERVICE_NAME = "ai-api-server"
 _SCOPE = "app.gateway"
 _KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
+
+log = logging.getLogger(__name__)
 
 disable_created_metrics()  # no `_created` series beside every counter and histogram
 
@@ -81,7 +84,10 @@ class PrometheusOtelTelemetry:
             return
         try:
             while True:
-                self._share()
+                try:
+                    self._share()
+                except OSError as exc:  # the directory went away or filled up: the next tick tries again
+                    log.warning("could not share this worker's metrics in %s: %s", self.shared_dir, exc)
                 await asyncio.sleep(workers.REFRESH_SECONDS)
         finally:
             workers.drop_this_worker(self.shared_dir)

@@ -53,7 +53,10 @@ def drop_ended_workers(path: str) -> None:
     for file in Path(path).glob("gauge_live*_*.db"):
         pid = file.stem.rpartition("_")[2]
         if pid.isdigit() and not _alive(int(pid)):
-            mark_process_dead(int(pid), path)
+            try:
+                mark_process_dead(int(pid), path)
+            except FileNotFoundError:  # another live worker dropped them first
+                pass
 
 
 def drop_this_worker(path: str) -> None:
