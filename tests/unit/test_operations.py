@@ -6,6 +6,7 @@ Fakes stand in for Groq, the local model, the key store, the clock and sleep
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
@@ -164,17 +165,25 @@ def test_spans_cover_the_request_and_each_model_call_without_prompt_or_key(rig: 
 
 
 @contextmanager
-def access_lines() -> Iterator[io.StringIO]:
-    """The app.access lines written inside the block, as JSON text."""
+def logged(name: str, *, formatter: logging.Formatter | None = None,
+           level: int = logging.NOTSET) -> Iterator[io.StringIO]:
+    """What logger `name` writes inside the block (at `level` and above), in `formatter`'s form."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonLineFormatter())
-    access = logging.getLogger("app.access")
-    access.addHandler(handler)
+    handler.setLevel(level)
+    if formatter is not None:
+        handler.setFormatter(formatter)
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
     try:
         yield buffer
     finally:
-        access.removeHandler(handler)
+        logger.removeHandler(handler)
+
+
+def access_lines() -> contextlib.AbstractContextManager[io.StringIO]:
+    """The app.access lines written inside the block, as JSON text."""
+    return logged("app.access", formatter=JsonLineFormatter())
 
 
 def test_json_access_line_says_what_the_request_did(tmp_path: Path) -> None:
@@ -277,25 +286,11 @@ def test_start_up_objects_are_frozen_while_serving_and_handed_back_at_shutdown(t
     assert gc.get_threshold() == before
 
 
-@contextmanager
-def app_warnings() -> Iterator[io.StringIO]:
-    """What the app's own logger warns while the block runs."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setLevel(logging.WARNING)
-    logger = logging.getLogger("app")
-    logger.addHandler(handler)
-    try:
-        yield buffer
-    finally:
-        logger.removeHandler(handler)
-
-
 @pytest.mark.parametrize("in_worker", [True, False])
 def test_a_worker_process_says_its_metrics_are_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        in_worker: bool) -> None:
     # uvicorn's --workers run the app in spawned processes, which have a parent process
     monkeypatch.setattr("multiprocessing.parent_process", (lambda: object()) if in_worker else (lambda: None))
-    with app_warnings() as buffer, Rig(tmp_path) as rig:
+    with logged("app", level=logging.WARNING) as buffer, Rig(tmp_path) as rig:
         assert rig.metrics().value("http_server_request_duration_seconds_count", http_route="/current-key") == 1
     assert ("PROMETHEUS_MULTIPROC_DIR" in buffer.getvalue()) is in_worker
