@@ -24,7 +24,8 @@ what to quote: minutes apart, the same code's figures move by 15% or more on the
 same code, where the per-round medians of the other targets held). Those rounds also
 print the CPU time each gateway spent per request (at concurrency 1 the gateway is busy for most
 of each request, so that is most of its added latency) and, next to the worker ratio, what two busy
-processes give over one on this machine in that round; the run ends with the CPU steal it
+processes give over one on this machine in that round, and the ratio of the plainest Python proxy
+(`bench/plain_proxy.py`, one and two workers, taking the same turns); the run ends with the CPU steal it
 saw and a round trip to another process back to back and after a pause (how slow this machine
 is to wake an idle core).
 """
@@ -255,6 +256,20 @@ def start_gateway(upstream: int, workers: int, tmp: Path) -> tuple[subprocess.Po
     key = json.loads(key_file.read_text())["api_key"]
     time.sleep(1.0 if workers == 1 else 3.0)  # let every worker finish its start-up
     return proc, port, key
+
+
+def start_plain_proxy(upstream: int, workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:
+    """`bench/plain_proxy.py` under uvicorn's fast HTTP stack, the reference for the worker ratio."""
+    port = free_port()
+    env = {**os.environ, "PLAIN_PROXY_UPSTREAM": f"http://{HOST}:{upstream}/chat/completions"}
+    log = open(tmp / f"plain-proxy-{port}.log", "wb")
+    command = [sys.executable, "-m", "uvicorn", "plain_proxy:app", "--app-dir", str(REPO / "bench"),
+               "--host", HOST, "--port", str(port), "--http", "httptools", "--loop", "uvloop",
+               "--no-access-log", "--workers", str(workers)]
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+    wait_for_port(port, proc, 30)
+    time.sleep(1.0 if workers == 1 else 3.0)
+    return proc, port
 
 
 def start_litellm(upstream: int, tmp: Path) -> tuple[subprocess.Popen, int, str] | None:
@@ -538,7 +553,21 @@ def two_turns(spent: list[Spent]) -> Spent:
                            for name in ("gateway_ms", "load_ms", "preempted")))
 
 
-def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: int, script: Path) -> None:
+def there_and_back(targets: list[Target], upstream: int, seconds: int, script: Path) -> list[Spent]:
+    """Whole answers at concurrency 16 on each target, there and back (1, 2, 2, 1 workers), pooled."""
+    turns: dict[str, list[Spent]] = {t.label: [] for t in targets}
+    for target in [*targets, *reversed(targets)]:
+        turns[target.label].append(with_cpu(target, upstream, 16, seconds, script))
+    return [two_turns(turns[t.label]) for t in targets]
+
+
+def ratio_and_bound(one: Spent, two: Spent) -> tuple[float, float]:
+    """Two workers' throughput over one's, and the most the CPU allowed it: 2 x one / (two + load)."""
+    return two.cell.rps / one.cell.rps, 2 * one.gateway_ms / (two.gateway_ms + two.load_ms)
+
+
+def alternating(direct: Target, gateways: list[Target], plain: list[Target], rounds: int, seconds: int,
+                script: Path) -> None:
     """Issue 14's targets measured again, the targets taking turns, so that each round they see the same machine.
 
     Minutes apart, the same code's figures move by 15% or more on these shared machines:
@@ -552,6 +581,11 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
     cores. With both cores full, the worker ratio cannot pass 2 x (one worker's CPU per request)
     / (two workers' CPU per request + the load's): that bound is printed next to the ratio,
     and under it what two busy processes give over one on the machine in that round.
+
+    `plain` (one and two workers of `bench/plain_proxy.py`, the plainest Python proxy) takes the
+    same turns at concurrency 16: its ratio is what this harness allows a proxy that spends as
+    little CPU per request as Python can. The cheaper a proxy's request, the larger the load's
+    share of the cores and the lower its ratio.
     """
     assert direct.pid is not None
     print(f"\nissue 14's targets, the targets taking turns: {rounds} rounds of {seconds} s cells; "
@@ -564,6 +598,9 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
     paused_added: dict[str, list[float]] = {t.label: [] for t in gateways}
     ratios: list[float] = []
     bounds: list[float] = []
+    plain_ratios: list[float] = []
+    plain_bounds: list[float] = []
+    plain_cpu: list[float] = []
     scalings: list[float] = []
     steals: list[float] = []
     for _ in range(rounds):
@@ -574,17 +611,20 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
             added_p50[target.label].append(spent.cell.p50_ms - base.p50_ms)
             added_p99[target.label].append(spent.cell.p99_ms - base.p99_ms)
             cpu_c1[target.label].append(spent.gateway_ms)
-        turns: dict[str, list[Spent]] = {t.label: [] for t in gateways}
-        for target in [*gateways, *reversed(gateways)]:
-            turns[target.label].append(with_cpu(target, direct.pid, 16, seconds, script))
-        pooled = [two_turns(turns[t.label]) for t in gateways]
+        pooled = there_and_back(gateways, direct.pid, seconds, script)
         for target, spent in zip(gateways, pooled):
             loaded[target.label].append(spent)
         if len(pooled) == 2:
-            one, two = pooled
-            ratios.append(two.cell.rps / one.cell.rps)
-            bounds.append(2 * one.gateway_ms / (two.gateway_ms + two.load_ms))
+            ratio, bound = ratio_and_bound(*pooled)
+            ratios.append(ratio)
+            bounds.append(bound)
             scalings.append(machine_scaling())
+        if len(plain) == 2:
+            one, two = there_and_back(plain, direct.pid, seconds, script)
+            ratio, bound = ratio_and_bound(one, two)
+            plain_ratios.append(ratio)
+            plain_bounds.append(bound)
+            plain_cpu.append(one.gateway_ms)
         probes = [FirstByteProbe(t.port, t.path, t.key) for t in (direct, *gateways)]
         for turn, added in ((TTFB_TURN, ttfb_added), (1, paused_added)):
             [(direct_p50, _), *ttfbs] = first_byte_ms(probes, TTFB_ROUND_SAMPLES, turn=turn)
@@ -618,6 +658,13 @@ def alternating(direct: Target, gateways: list[Target], rounds: int, seconds: in
               f"   (each round: {' '.join(f'{r:.2f}' for r in bounds)})")
         print(f"{'  two busy processes / one, this machine':<{width}} {'':>8}   {spread(scalings):>24}"
               f"   (each round: {' '.join(f'{r:.2f}' for r in scalings)})")
+    if plain_ratios:
+        print("the plainest Python proxy (bench/plain_proxy.py), for reference, on the same cores:")
+        print(f"{'  its CPU per request, 1 worker, conc. 16':<{width}} {'':>8}   {spread(plain_cpu):>24}")
+        print(f"{'  its --workers 2 / --workers 1':<{width}} {'':>8}   {spread(plain_ratios):>24}"
+              f"   (each round: {' '.join(f'{r:.2f}' for r in plain_ratios)})")
+        print(f"{'  its bound from CPU':<{width}} {'':>8}   {spread(plain_bounds):>24}"
+              f"   (each round: {' '.join(f'{r:.2f}' for r in plain_bounds)})")
     print(f"{'CPU steal in each round (%)':<{width}} {'':>8}   {' '.join(f'{x:.1f}' for x in steals)}")
 
 
@@ -780,7 +827,14 @@ def main() -> None:
             report(results)
             if args.rounds:
                 direct = Target("direct", up_port, "/chat/completions", "x", upstream.pid)
-                alternating(direct, gateways, args.rounds, args.round_seconds, script)
+                plain = []
+                if len(gateways) == 2:
+                    for workers in (1, 2):
+                        proc, port = start_plain_proxy(up_port, workers, tmp)
+                        running.append(proc)
+                        plain.append(Target(f"plain proxy --workers {workers}", port, "/v1/chat/completions",
+                                            "x", proc.pid, workers))
+                alternating(direct, gateways, plain, args.rounds, args.round_seconds, script)
         finally:
             for proc in running:
                 stop(proc)
